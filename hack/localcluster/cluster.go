@@ -1,0 +1,440 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	nodefast "sigs.k8s.io/kwok/kustomize/stage/node/fast"
+	nodelease "sigs.k8s.io/kwok/kustomize/stage/node/heartbeat-with-lease"
+	podfast "sigs.k8s.io/kwok/kustomize/stage/pod/fast"
+)
+
+const (
+	serviceCIDR = "10.96.0.0/16"
+	serviceIP   = "10.96.0.1" // the first address: the kubernetes Service
+	nodeName    = "kwok-node-0"
+)
+
+// startOrder is also the reverse of the stop order.
+var startOrder = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+
+// cluster is one local control plane, described by its state directory.
+type cluster struct {
+	dir                               string
+	apiserverPort, etcdPort, peerPort int
+	out                               io.Writer
+}
+
+func (c *cluster) path(elem ...string) string {
+	return filepath.Join(append([]string{c.dir}, elem...)...)
+}
+func (c *cluster) serverURL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.apiserverPort) }
+func (c *cluster) etcdURL() string   { return fmt.Sprintf("http://127.0.0.1:%d", c.etcdPort) }
+func (c *cluster) kubeconfig() string {
+	return c.path("admin.kubeconfig")
+}
+func (c *cluster) logFile(name string) string { return c.path("logs", name+".log") }
+
+// args are the command lines of the components. Everything listens on
+// 127.0.0.1; the controllers' and scheduler's own HTTPS endpoints are off.
+func (c *cluster) args(name string) []string {
+	switch name {
+	case "etcd":
+		return []string{
+			"--data-dir=" + c.path("etcd"),
+			"--listen-client-url=" + c.etcdURL(),
+			fmt.Sprintf("--listen-peer-url=http://127.0.0.1:%d", c.peerPort),
+		}
+	case "kube-apiserver":
+		return []string{
+			"--etcd-servers=" + c.etcdURL(),
+			"--bind-address=127.0.0.1",
+			"--advertise-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(c.apiserverPort),
+			"--tls-cert-file=" + c.path("pki", "apiserver.crt"),
+			"--tls-private-key-file=" + c.path("pki", "apiserver.key"),
+			"--client-ca-file=" + c.path("pki", "ca.crt"),
+			// No anonymous user: a request without credentials gets 401.
+			"--anonymous-auth=false",
+			"--authorization-mode=Node,RBAC",
+			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+			"--service-account-key-file=" + c.path("pki", "sa.pub"),
+			"--service-account-signing-key-file=" + c.path("pki", "sa.key"),
+			"--service-cluster-ip-range=" + serviceCIDR,
+			"--allow-privileged=true",
+			// The kubernetes Service cannot point at a loopback address.
+			"--endpoint-reconciler-type=none",
+			"--profiling=false",
+			"--v=1",
+		}
+	case "kube-controller-manager":
+		return []string{
+			"--kubeconfig=" + c.path("controller-manager.kubeconfig"),
+			"--secure-port=0",
+			"--leader-elect=false",
+			// Each controller acts as its own service account, with the
+			// narrow bootstrap role RBAC gives it, as kubeadm sets up.
+			"--use-service-account-credentials=true",
+			"--service-account-private-key-file=" + c.path("pki", "sa.key"),
+			"--root-ca-file=" + c.path("pki", "ca.crt"),
+			"--service-cluster-ip-range=" + serviceCIDR,
+			"--profiling=false",
+			"--v=1",
+		}
+	case "kube-scheduler":
+		return []string{
+			"--kubeconfig=" + c.path("scheduler.kubeconfig"),
+			"--authentication-kubeconfig=" + c.path("scheduler.kubeconfig"),
+			"--authorization-kubeconfig=" + c.path("scheduler.kubeconfig"),
+			"--bind-address=127.0.0.1",
+			"--secure-port=0",
+			"--leader-elect=false",
+			"--profiling=false",
+			"--v=1",
+		}
+	case "kwok":
+		return []string{
+			"--kubeconfig=" + c.path("kwok.kubeconfig"),
+			"--config=" + c.path("kwok.yaml"),
+			"--manage-single-node=" + nodeName,
+			"--node-lease-duration-seconds=40",
+			"--cidr=10.244.0.1/24",
+			"--node-ip=127.0.0.1",
+		}
+	}
+	return nil
+}
+
+// up starts the control plane in the background and returns once it is ready
+// for the demos: /readyz ok, the default namespace and its service account,
+// and a Ready node.
+func (c *cluster) up(ctx context.Context) error {
+	start := time.Now()
+	running := c.running()
+	if len(running) == len(startOrder) {
+		if err := c.waitReady(ctx, 10*time.Second); err == nil {
+			fmt.Fprintf(c.out, "local control plane is already running (%s)\n", c.dir)
+			c.printAccess(0)
+			return nil
+		}
+	}
+	if len(running) > 0 {
+		return fmt.Errorf("stale state in %s: %s still running but not the rest; run 'make cluster-down' (or kill them) and try again",
+			c.dir, strings.Join(running, ", "))
+	}
+	for _, p := range []int{c.apiserverPort, c.etcdPort, c.peerPort} {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return fmt.Errorf("port 127.0.0.1:%d is busy (another cluster or a leftover process?): %w", p, err)
+		}
+		l.Close()
+	}
+	if err := os.MkdirAll(c.path("logs"), 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(c.dir, 0o700); err != nil {
+		return err
+	}
+	if err := ensurePKI(c); err != nil {
+		return fmt.Errorf("create certificates: %w", err)
+	}
+	if err := os.WriteFile(c.path("kwok.yaml"), []byte(kwokConfig()), 0o600); err != nil {
+		return err
+	}
+	err := c.startAndWait(ctx)
+	if err != nil {
+		c.stop()
+		return err
+	}
+	c.printAccess(time.Since(start))
+	return nil
+}
+
+func (c *cluster) startAndWait(ctx context.Context) error {
+	if err := c.start("etcd"); err != nil {
+		return err
+	}
+	if err := c.waitFor(ctx, "etcd", 30*time.Second, func(ctx context.Context) error {
+		resp, err := http.Get(c.etcdURL() + "/health")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := c.start("kube-apiserver"); err != nil {
+		return err
+	}
+	if err := c.waitReady(ctx, 90*time.Second); err != nil {
+		return err
+	}
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		if err := c.start(name); err != nil {
+			return err
+		}
+	}
+	cs, err := c.client()
+	if err != nil {
+		return err
+	}
+	if err := registerNode(ctx, cs); err != nil {
+		return err
+	}
+	if err := c.start("kwok"); err != nil {
+		return err
+	}
+	// The service account controller in kube-controller-manager creates
+	// "default"; kwok marks the node Ready. Both prove the components work.
+	return c.waitFor(ctx, "kube-controller-manager", 60*time.Second, func(ctx context.Context) error {
+		if _, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{}); err != nil {
+			return err
+		}
+		n, err := cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("node %s is not Ready yet", nodeName)
+	})
+}
+
+// registerNode creates the fake node that kwok manages. A real kubelet
+// registers itself; kwok only drives the status of nodes that exist.
+func registerNode(ctx context.Context, cs kubernetes.Interface) error {
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: nodeName,
+			Labels: map[string]string{
+				"kubernetes.io/hostname": nodeName,
+				"kubernetes.io/os":       "linux",
+				"kubernetes.io/arch":     "amd64",
+				"type":                   "kwok",
+			},
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+		},
+	}
+	_, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// kwokConfig is kwok's configuration: the default node and pod Stages that
+// kwok ships as Go packages, so no file is downloaded.
+func kwokConfig() string {
+	return strings.Join([]string{
+		nodefast.DefaultNodeInit,
+		nodelease.DefaultNodeHeartbeatWithLease,
+		podfast.DefaultPodReady,
+		podfast.DefaultPodComplete,
+		podfast.DefaultPodDelete,
+	}, "\n---\n")
+}
+
+func (c *cluster) client() (*kubernetes.Clientset, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig())
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = 5 * time.Second
+	return kubernetes.NewForConfig(cfg)
+}
+
+// waitReady polls /readyz with the admin client certificate.
+func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
+	cs, err := c.client()
+	if err != nil {
+		return err
+	}
+	return c.waitFor(ctx, "kube-apiserver", timeout, func(ctx context.Context) error {
+		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil {
+			return fmt.Errorf("/readyz: %w %s", err, bytes.TrimSpace(body))
+		}
+		_, err = cs.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+}
+
+// waitFor polls check until it succeeds, failing early, with the log file
+// named, if the component's process has exited.
+func (c *cluster) waitFor(ctx context.Context, name string, timeout time.Duration, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		if last = check(ctx); last == nil {
+			return nil
+		}
+		for _, n := range startOrder {
+			if pid := c.pid(n); pid != 0 && !alive(pid) {
+				return fmt.Errorf("%s exited during start-up; see %s:\n%s", n, c.logFile(n), tail(c.logFile(n), 15))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready after %s (last check: %v); see %s", name, timeout, last, c.logFile(name))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// start launches one component as a child of this binary in its own
+// session, so it outlives "make cluster-up" and a Ctrl-C in that terminal.
+func (c *cluster) start(name string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(c.logFile(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, append([]string{"component", name}, c.args(name)...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = c.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	// Reap the child if this process lives long enough (tests); otherwise
+	// init adopts it.
+	go func() { _ = cmd.Wait() }()
+	return os.WriteFile(c.path(name+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+}
+
+// pid returns the recorded pid of a component, or 0.
+func (c *cluster) pid(name string) int {
+	b, err := os.ReadFile(c.path(name + ".pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// running lists the components whose recorded process is alive and is
+// really ours (a recycled pid belongs to someone else).
+func (c *cluster) running() []string {
+	var names []string
+	for _, n := range startOrder {
+		if pid := c.pid(n); pid != 0 && alive(pid) && isComponent(pid, n) {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func alive(pid int) bool {
+	// A zombie still answers signal 0; read its state instead.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && len(b) > i+2 && b[i+2] != 'Z'
+}
+
+func isComponent(pid int, name string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && bytes.Contains(b, []byte("component\x00"+name+"\x00"))
+}
+
+// stopComponent sends SIGTERM, waits up to 15s, then SIGKILL.
+func (c *cluster) stopComponent(name string) {
+	pid := c.pid(name)
+	defer os.Remove(c.path(name + ".pid"))
+	if pid == 0 || !alive(pid) || !isComponent(pid, name) {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(15 * time.Second)
+	for alive(pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(pid) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		for alive(pid) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// stop ends every component, newest first, and keeps the state.
+func (c *cluster) stop() {
+	for i := len(startOrder) - 1; i >= 0; i-- {
+		c.stopComponent(startOrder[i])
+	}
+}
+
+// down stops everything and removes the state directory.
+func (c *cluster) down() error {
+	c.stop()
+	if err := os.RemoveAll(c.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// restartAPIServer stops kube-apiserver alone and starts it again; etcd
+// keeps its data, and clients see their watches break.
+func (c *cluster) restartAPIServer(ctx context.Context) error {
+	if c.pid("kube-apiserver") == 0 {
+		return fmt.Errorf("kube-apiserver is not running (state %s)", c.dir)
+	}
+	start := time.Now()
+	c.stopComponent("kube-apiserver")
+	if err := c.start("kube-apiserver"); err != nil {
+		return err
+	}
+	if err := c.waitReady(ctx, 60*time.Second); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "kube-apiserver restarted in %s\n", time.Since(start).Round(10*time.Millisecond))
+	return nil
+}
+
+func (c *cluster) printAccess(took time.Duration) {
+	if took > 0 {
+		fmt.Fprintf(c.out, "local control plane ready in %.1fs: Kubernetes v1.37.2 at %s\n", took.Seconds(), c.serverURL())
+	}
+	fmt.Fprintf(c.out, "kubeconfig: %s\n", c.kubeconfig())
+	fmt.Fprintf(c.out, "  export KUBECONFIG=%s\n", c.kubeconfig())
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
