@@ -62,8 +62,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fs.StringVar(&namespace, "n", "", "shorthand for -namespace")
 	podTimeout := fs.Duration("pod-timeout", 3*time.Minute, "how long to wait for Pods (image pulls on a real cluster take a while)")
 	klog.InitFlags(fs) // -v=6 logs every request, -v=8 their bodies, as kubectl does
+	fs.SetOutput(io.Discard) // a bad flag is one line of error; -h prints the flags
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return err
+		}
+		return usageError{fmt.Errorf("%w (see -h)", err)}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
@@ -169,28 +175,30 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 
 	// Step 5: server-side apply. We send only the fields we have an opinion
-	// about; the server merges them and records who owns each field.
+	// about; the server merges them and records which manager owns each
+	// field. A field owned by someone else is a conflict, unless forced.
 	fmt.Fprintln(stdout, "Step 5: server-side apply with applyconfigurations and field managers")
-	applied, err := deployments.Apply(ctx, imageApply(name, ns, "nginx:1.19.10"), metav1.ApplyOptions{FieldManager: fieldManager})
-	if err != nil {
-		return fmt.Errorf("apply image: %w", explain(err))
-	}
-	fmt.Fprintf(stdout, "  %s applied image %s\n", fieldManager, applied.Spec.Template.Spec.Containers[0].Image)
-	printManagers(stdout, applied)
-	// Another manager that wants a different image conflicts: the field is
-	// ours. The server names the field and its owner.
-	_, err = deployments.Apply(ctx, imageApply(name, ns, "nginx:1.20.2"), metav1.ApplyOptions{FieldManager: "other-team"})
+	printManagers(stdout, stale)
+	// The image was set by our Create, so "image-updater" does not own it.
+	_, err = deployments.Apply(ctx, imageApply(name, ns, "nginx:1.19.10"), metav1.ApplyOptions{FieldManager: "image-updater"})
 	if !apierrors.IsConflict(err) {
-		return fmt.Errorf("apply as other-team: want a Conflict, got %w", err)
+		return fmt.Errorf("apply as image-updater: want a Conflict, got %w", err)
 	}
-	fmt.Fprintf(stdout, "  other-team without Force: %v\n", err)
-	// Force takes the field over; the image changes and ownership moves.
-	forced, err := deployments.Apply(ctx, imageApply(name, ns, "nginx:1.20.2"), metav1.ApplyOptions{FieldManager: "other-team", Force: true})
+	fmt.Fprintf(stdout, "  image-updater without Force: %v\n", err)
+	// Force takes the field over: the image changes and ownership moves,
+	// as with kubectl apply --server-side --force-conflicts.
+	applied, err := deployments.Apply(ctx, imageApply(name, ns, "nginx:1.19.10"), metav1.ApplyOptions{FieldManager: "image-updater", Force: true})
 	if err != nil {
-		return fmt.Errorf("apply as other-team with Force: %w", explain(err))
+		return fmt.Errorf("apply as image-updater with Force: %w", explain(err))
 	}
-	fmt.Fprintf(stdout, "  other-team with Force: image now %s\n", forced.Spec.Template.Spec.Containers[0].Image)
-	printManagers(stdout, forced)
+	fmt.Fprintf(stdout, "  image-updater with Force: image now %s\n", applied.Spec.Template.Spec.Containers[0].Image)
+	printManagers(stdout, applied)
+	// Now that it owns the field, its next apply needs no Force.
+	applied, err = deployments.Apply(ctx, imageApply(name, ns, "nginx:1.20.2"), metav1.ApplyOptions{FieldManager: "image-updater"})
+	if err != nil {
+		return fmt.Errorf("apply as image-updater: %w", explain(err))
+	}
+	fmt.Fprintf(stdout, "  image-updater again, no Force needed: image now %s\n", applied.Spec.Template.Spec.Containers[0].Image)
 
 	// Step 6: delete with a propagation policy. Foreground keeps the
 	// Deployment (with a deletionTimestamp) until the garbage collector
@@ -252,12 +260,17 @@ func imageApply(name, ns, image string) *appsv1apply.DeploymentApplyConfiguratio
 					WithContainers(corev1apply.Container().WithName("nginx").WithImage(image)))))
 }
 
+// printManagers prints who owns the container image, from managedFields.
 func printManagers(w io.Writer, d *appsv1.Deployment) {
 	var managers []string
 	for _, m := range d.ManagedFields {
-		managers = append(managers, fmt.Sprintf("%s (%s)", m.Manager, m.Operation))
+		owns := ""
+		if m.FieldsV1 != nil && strings.Contains(string(m.FieldsV1.Raw), `"f:image"`) {
+			owns = ", owns image"
+		}
+		managers = append(managers, fmt.Sprintf("%s (%s%s)", m.Manager, m.Operation, owns))
 	}
-	fmt.Fprintf(w, "  managedFields: %s\n", strings.Join(managers, ", "))
+	fmt.Fprintf(w, "  managedFields: %s\n", strings.Join(managers, "; "))
 }
 
 // waitForPods waits until exactly want Pods match selector and, when want

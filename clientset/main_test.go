@@ -153,11 +153,11 @@ func TestClientsetDemo(t *testing.T) {
 		`scaled to 1 replica \(attempts: 1\)`,
 		`pods with run=nginx: 1 running`,
 		`Step 5: server-side apply`,
-		`demo-clientset applied image nginx:1.19.10`,
-		`managedFields: .*demo-clientset \(Apply\)`,
-		`other-team without Force: Apply failed with 1 conflict: conflict with "demo-clientset": .spec.template.spec.containers\[name="nginx"\].image`,
-		`other-team with Force: image now nginx:1.20.2`,
-		`managedFields: .*other-team \(Apply\)`,
+		`managedFields: demo-clientset \(Update, owns image\)`,
+		`image-updater without Force: Apply failed with 1 conflict: conflict with "demo-clientset" using apps/v1: .spec.template.spec.containers\[name="nginx"\].image`,
+		`image-updater with Force: image now nginx:1.19.10`,
+		`managedFields: image-updater \(Apply, owns image\); demo-clientset \(Update\); kube-controller-manager \(Update\)`,
+		`image-updater again, no Force needed: image now nginx:1.20.2`,
 		`Step 6: delete with Foreground propagation`,
 		`pods with run=nginx: 0 running`,
 		`deployment demo-clientset-\w+ and its pods are gone`,
@@ -194,8 +194,8 @@ func TestClientsetDemo(t *testing.T) {
 					owner = m.Manager
 				}
 			}
-			if owner != "other-team" {
-				t.Errorf("image nginx:1.20.2 owned by %q, want other-team", owner)
+			if owner != "image-updater" {
+				t.Errorf("image nginx:1.20.2 owned by %q, want image-updater", owner)
 			}
 		}
 		for _, f := range d.Finalizers {

@@ -72,8 +72,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.gvr, "gvr", "", "resolve a kind, resource or short name to its GroupVersionResource")
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "directory for the disk discovery cache (default: a temporary directory)")
 	klog.InitFlags(fs) // -v=6 logs every request, as kubectl does
+	fs.SetOutput(io.Discard) // a bad flag is one line of error; -h prints the flags
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return err
+		}
+		return usageError{fmt.Errorf("%w (see -h)", err)}
 	}
 	// kubectl distinguishes "not given" from "given as true".
 	fs.Visit(func(f *flag.Flag) {

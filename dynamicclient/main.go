@@ -76,8 +76,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fs.StringVar(&namespace, "n", "", "shorthand for -namespace")
 	crdTimeout := fs.Duration("crd-timeout", 30*time.Second, "how long to wait for the CRD to become Established, and for deletions")
 	klog.InitFlags(fs) // -v=6 logs every request, -v=8 their bodies, as kubectl does
+	fs.SetOutput(io.Discard) // a bad flag is one line of error; -h prints the flags
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return err
+		}
+		return usageError{fmt.Errorf("%w (see -h)", err)}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}

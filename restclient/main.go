@@ -62,8 +62,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	seed := fs.Int("pods", 5, "labelled Pods to create, listed 2 per page")
 	timeout := fs.Duration("timeout", 30*time.Second, "timeout of each request")
 	klog.InitFlags(fs) // -v=6 logs every request, -v=8 their bodies, as kubectl does
+	fs.SetOutput(io.Discard) // a bad flag is one line of error; -h prints the flags
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return err
+		}
+		return usageError{fmt.Errorf("%w (see -h)", err)}
 	}
 	if fs.NArg() > 0 || *seed < 1 {
 		return usageError{fmt.Errorf("unexpected arguments %q (want flags only, -pods >= 1)", fs.Args())}
@@ -303,6 +309,9 @@ func (p printRequests) RoundTrip(req *http.Request) (*http.Response, error) {
 	curl := "curl"
 	if req.Method != http.MethodGet {
 		curl += " -X " + req.Method
+	}
+	if accept := req.Header.Get("Accept"); strings.Contains(accept, "protobuf") {
+		curl += fmt.Sprintf(" -H 'Accept: %s'", accept)
 	}
 	if req.Body != nil && req.Method != http.MethodDelete {
 		curl += fmt.Sprintf(" -H 'Content-Type: %s' -d @body.json", req.Header.Get("Content-Type"))

@@ -140,7 +140,8 @@ func TestRestclientDemo(t *testing.T) {
 		`PATCH ` + host + `/api/v1/namespaces/` + ns + `/pods/demo-restclient-\w+`,
 		`DELETE ` + host + `/api/v1/namespaces/` + ns + `/pods/demo-restclient-\w+`,
 		`POST ` + host + `/apis/apps/v1/namespaces/` + ns + `/deployments`,
-		`curl: curl 'http://127.0.0.1:8001/api/v1/namespaces/` + ns + `/pods\?limit=2`,
+		`curl: curl 'http://127.0.0.1:8001/api/v1/namespaces/` + ns + `/pods\?labelSelector=[^&]+&limit=2&timeout=30s'`,
+		`curl: curl -H 'Accept: application/vnd.kubernetes.protobuf,application/json' 'http://127.0.0.1:8001/api/v1/namespaces/` + ns + `/pods\?labelSelector=`,
 	} {
 		if !regexp.MustCompile(re).MatchString(got) {
 			t.Errorf("output lacks a request matching %s", re)

@@ -316,6 +316,9 @@ func (c *cluster) start(name string) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(self, append([]string{"component", name}, c.args(name)...)...)
+	// argv[0] is the component's name: it becomes the default user agent
+	// and field manager ("kube-controller-manager", not "localcluster").
+	cmd.Args[0] = name
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = c.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
