@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	var namespace string
 	fs.StringVar(&namespace, "namespace", "", "namespace (default: the context's namespace)")
 	fs.StringVar(&namespace, "n", "", "shorthand for -namespace")
-	crdTimeout := fs.Duration("crd-timeout", 30*time.Second, "how long to wait for the CRD to become Established, and for deletions")
+	crdTimeout := fs.Duration("crd-timeout", 30*time.Second, "how long to wait for the CRD to become Established")
 	klog.InitFlags(fs) // -v=6 logs every request, -v=8 their bodies, as kubectl does
 	fs.SetOutput(io.Discard) // a bad flag is one line of error; -h prints the flags
 	if err := fs.Parse(args); err != nil {
@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	// Cleanup runs on every way out, Ctrl-C included, so it gets a context
 	// that the signal does not cancel.
 	cleanupCtx := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.WithoutCancel(ctx), *crdTimeout)
+		return context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	}
 
 	// Step 2: from manifest to object, and from kind to resource.
@@ -143,7 +143,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("map %s to a resource: %w", gvk, explain(err))
 	}
-	fmt.Fprintf(stdout, "  RESTMapper: %s -> resource %s (scope %s)\n", gvk, mapping.Resource, mapping.Scope.Name())
+	fmt.Fprintf(stdout, "  RESTMapper: kind %s in %s -> resource %q, scope %s\n",
+		gvk.Kind, gvk.GroupVersion(), mapping.Resource.Resource, mapping.Scope.Name())
 	deployments := client.Resource(mapping.Resource).Namespace(ns)
 
 	// Step 3: create, get, list, update and convert.
@@ -202,7 +203,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		typed.Name, *typed.Spec.Replicas, typed.Spec.Template.Spec.Containers[0].Image, len(back))
 
 	// Step 4: server-side apply. The body is a partial object with only the
-	// fields this manager has an opinion about.
+	// fields this manager has an opinion about. Our Create and Update own
+	// the image (as an "Update" manager), so taking it over with Apply needs
+	// Force, as `kubectl apply --server-side --force-conflicts` does when
+	// an object moves from client-side to server-side apply.
 	fmt.Fprintln(stdout, "Step 4: server-side apply with the dynamic client")
 	patch := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apps/v1",
@@ -212,7 +216,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 			"containers": []any{map[string]any{"name": "nginx", "image": "nginx:1.19.10"}},
 		}}},
 	}}
-	applied, err := deployments.Apply(ctx, name, patch, metav1.ApplyOptions{FieldManager: fieldManager})
+	applied, err := deployments.Apply(ctx, name, patch, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
 	if err != nil {
 		return fmt.Errorf("apply deployment %s: %w", name, explain(err))
 	}
@@ -222,7 +226,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	for _, m := range applied.GetManagedFields() {
 		managers = append(managers, fmt.Sprintf("%s (%s)", m.Manager, m.Operation))
 	}
-	fmt.Fprintf(stdout, "  applied image %s as %s; managedFields: %s\n", image, fieldManager, strings.Join(managers, ", "))
+	fmt.Fprintf(stdout, "  applied image %s as %s with Force\n", image, fieldManager)
+	fmt.Fprintf(stdout, "  managedFields: %s\n", strings.Join(managers, "; "))
 
 	// Step 5: custom resources. A CRD is itself a resource, so the same
 	// client creates it; no apiextensions Go module is needed.
@@ -262,7 +267,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("CRD %s did not become Established within %s: %w", crd.GetName(), *crdTimeout, err)
 	}
-	fmt.Fprintf(stdout, "  CRD %s is Established; %s is served\n", crd.GetName(), crontabGVR)
+	fmt.Fprintf(stdout, "  CRD %s is Established: /apis/%s/%s/namespaces/%s/%s is served\n",
+		crd.GetName(), crontabGVR.Group, crontabGVR.Version, ns, crontabGVR.Resource)
 
 	crontabs := client.Resource(crontabGVR).Namespace(ns)
 	defer func() {
@@ -306,7 +312,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	fmt.Fprintf(stdout, "  updated %s: spec.replicas=5\n", first.GetName())
 	// The CRD's OpenAPI schema is enforced by the server.
-	_, err = crontabs.Create(ctx, crontab(ns, "not a cron spec", 100), metav1.CreateOptions{})
+	_, err = crontabs.Create(ctx, crontab(ns, "every minute", 1), metav1.CreateOptions{})
 	if !apierrors.IsInvalid(err) {
 		return fmt.Errorf("create an invalid crontab: want it rejected as Invalid, got %v", err)
 	}
