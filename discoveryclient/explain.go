@@ -83,6 +83,9 @@ func printGVR(ctx context.Context, disco *discovery.DiscoveryClient, out io.Writ
 				missing = append(missing, v)
 			}
 		}
+		if len(missing) == 0 {
+			missing = []string{"(none)"}
+		}
 		fmt.Fprintf(out, "%-17s %s\n", "not supported:", strings.Join(missing, ","))
 		path := "/apis/" + m.Resource.Group + "/" + m.Resource.Version
 		if m.Resource.Group == "" {
@@ -140,11 +143,14 @@ func explain(ctx context.Context, disco *discovery.DiscoveryClient, out io.Write
 		return fmt.Errorf("no schema for %s in %s", m.GroupVersionKind, key)
 	}
 
-	fmt.Fprintf(out, "GROUP:      %s\n", m.GroupVersionKind.Group)
+	if m.GroupVersionKind.Group != "" {
+		fmt.Fprintf(out, "GROUP:      %s\n", m.GroupVersionKind.Group)
+	}
 	fmt.Fprintf(out, "KIND:       %s\n", m.GroupVersionKind.Kind)
 	fmt.Fprintf(out, "VERSION:    %s\n\n", m.GroupVersionKind.Version)
 	fmt.Fprintln(out, "DESCRIPTION:")
 	wrap(out, s.Description, "    ")
+	fmt.Fprintln(out, "    ")
 	fmt.Fprintln(out, "FIELDS:")
 	names := make([]string, 0, len(s.Properties))
 	for name := range s.Properties {
@@ -159,7 +165,9 @@ func explain(ctx context.Context, disco *discovery.DiscoveryClient, out io.Write
 		}
 		fmt.Fprintf(out, "  %s\t<%s>%s\n", name, p.typeName(), required)
 		wrap(out, p.description(), "    ")
+		fmt.Fprintln(out)
 	}
+	fmt.Fprintln(out)
 	return nil
 }
 
@@ -203,20 +211,24 @@ func (s *openAPISchema) description() string {
 	return s.Description
 }
 
-// wrap prints text in lines of at most 80 columns, then a blank line.
+// wrap prints text indented, in lines of at most 76 characters, as
+// kubectl explain's word wrapper does (runs of spaces are kept).
 func wrap(out io.Writer, text, indent string) {
 	for _, para := range strings.Split(text, "\n") {
-		line := indent
-		for _, word := range strings.Fields(para) {
-			if len(line)+len(word) > 80 && strings.TrimSpace(line) != "" {
-				fmt.Fprintln(out, strings.TrimRight(line, " "))
-				line = indent
+		line := ""
+		for i, word := range strings.Split(para, " ") {
+			if i > 0 && line != "" && len(line)+1+len(word) > 76 {
+				fmt.Fprintln(out, indent+line)
+				line = word
+				continue
 			}
-			line += word + " "
+			if i > 0 {
+				line += " "
+			}
+			line += word
 		}
-		fmt.Fprintln(out, strings.TrimRight(line, " "))
+		fmt.Fprintln(out, indent+line)
 	}
-	fmt.Fprintln(out)
 }
 
 // closeNames suggests resource names, kinds and short names near arg.

@@ -292,7 +292,7 @@ func compareCaches(ctx context.Context, config *rest.Config, out io.Writer, cach
 		for _, l := range resources {
 			n += len(l.APIResources)
 		}
-		fmt.Fprintf(out, "  %-44s %3d requests  %4d resources  %s\n", label, requests.Load(), n, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(out, "  %-48s %3d requests  %4d resources  %s\n", label, requests.Load(), n, time.Since(start).Round(time.Millisecond))
 		return nil
 	}
 
