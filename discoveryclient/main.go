@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.explain, "explain", "", "print the top-level fields of a resource, as `kubectl explain` does")
 	fs.StringVar(&o.gvr, "gvr", "", "resolve a kind, resource or short name to its GroupVersionResource")
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "directory for the disk discovery cache (default: a temporary directory)")
-	klog.InitFlags(fs) // -v=6 logs every request, as kubectl does
+	klog.InitFlags(fs)       // -v=6 logs every request, as kubectl does
 	fs.SetOutput(io.Discard) // a bad flag is one line of error; -h prints the flags
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

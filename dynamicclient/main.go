@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fs.StringVar(&namespace, "namespace", "", "namespace (default: the context's namespace)")
 	fs.StringVar(&namespace, "n", "", "shorthand for -namespace")
 	crdTimeout := fs.Duration("crd-timeout", 30*time.Second, "how long to wait for the CRD to become Established")
-	klog.InitFlags(fs) // -v=6 logs every request, -v=8 their bodies, as kubectl does
+	klog.InitFlags(fs)       // -v=6 logs every request, -v=8 their bodies, as kubectl does
 	fs.SetOutput(io.Discard) // a bad flag is one line of error; -h prints the flags
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

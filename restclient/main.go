@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fs.StringVar(&namespace, "n", "", "shorthand for -namespace")
 	seed := fs.Int("pods", 5, "labelled Pods to create, listed 2 per page")
 	timeout := fs.Duration("timeout", 30*time.Second, "timeout of each request")
-	klog.InitFlags(fs) // -v=6 logs every request, -v=8 their bodies, as kubectl does
+	klog.InitFlags(fs)       // -v=6 logs every request, -v=8 their bodies, as kubectl does
 	fs.SetOutput(io.Discard) // a bad flag is one line of error; -h prints the flags
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
