@@ -265,7 +265,7 @@ func printManagers(w io.Writer, d *appsv1.Deployment) {
 	var managers []string
 	for _, m := range d.ManagedFields {
 		owns := ""
-		if m.FieldsV1 != nil && strings.Contains(string(m.FieldsV1.Raw), `"f:image"`) {
+		if m.FieldsV1 != nil && strings.Contains(m.FieldsV1.GetRawString(), `"f:image"`) {
 			owns = ", owns image"
 		}
 		managers = append(managers, fmt.Sprintf("%s (%s%s)", m.Manager, m.Operation, owns))

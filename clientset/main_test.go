@@ -190,7 +190,7 @@ func TestClientsetDemo(t *testing.T) {
 			saw120 = true
 			owner := ""
 			for _, m := range d.ManagedFields {
-				if m.Operation == metav1.ManagedFieldsOperationApply && strings.Contains(string(m.FieldsV1.Raw), `"f:image"`) {
+				if m.Operation == metav1.ManagedFieldsOperationApply && strings.Contains(m.FieldsV1.GetRawString(), `"f:image"`) {
 					owner = m.Manager
 				}
 			}
