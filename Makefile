@@ -62,9 +62,9 @@ test: localcluster ## lint, then every test against the local control plane
 	status=0; \
 	$(MAKE) --no-print-directory lint || status=$$?; \
 	if [ $$status -eq 0 ]; then \
-	  KUBECONFIG=$(KUBECONFIG_LOCAL) LOCALCLUSTER=$(LOCALCLUSTER) LOCALCLUSTER_DIR=$(STATE) \
+	  KUBECONFIG=$(KUBECONFIG_LOCAL) LOCALCLUSTER=$(LOCALCLUSTER) \
 	    go test -race -count=1 -timeout 30m ./... || status=$$?; \
-	  (cd hack/localcluster && go test -count=1 -timeout 20m -ldflags '$(LDFLAGS)' .) || status=$$?; \
+	  (cd hack/localcluster && LOCALCLUSTER_DIR=$(STATE) go test -count=1 -timeout 20m -ldflags '$(LDFLAGS)' .) || status=$$?; \
 	fi; \
 	if [ $$was_up -eq 0 ]; then $(LOCALCLUSTER) -dir $(STATE) down; fi; \
 	exit $$status
