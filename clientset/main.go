@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -178,7 +179,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	// about; the server merges them and records which manager owns each
 	// field. A field owned by someone else is a conflict, unless forced.
 	fmt.Fprintln(stdout, "Step 5: server-side apply with applyconfigurations and field managers")
-	printManagers(stdout, stale)
+	printManagers(stdout, created) // as our Create left it
 	// The image was set by our Create, so "image-updater" does not own it.
 	_, err = deployments.Apply(ctx, imageApply(name, ns, "nginx:1.19.10"), metav1.ApplyOptions{FieldManager: "image-updater"})
 	if !apierrors.IsConflict(err) {
@@ -270,6 +271,7 @@ func printManagers(w io.Writer, d *appsv1.Deployment) {
 		}
 		managers = append(managers, fmt.Sprintf("%s (%s%s)", m.Manager, m.Operation, owns))
 	}
+	sort.Strings(managers) // the server keeps them in the order of writes, which varies
 	fmt.Fprintf(w, "  managedFields: %s\n", strings.Join(managers, "; "))
 }
 

@@ -156,7 +156,7 @@ func TestClientsetDemo(t *testing.T) {
 		`managedFields: demo-clientset \(Update, owns image\)`,
 		`image-updater without Force: Apply failed with 1 conflict: conflict with "demo-clientset" using apps/v1: .spec.template.spec.containers\[name="nginx"\].image`,
 		`image-updater with Force: image now nginx:1.19.10`,
-		`managedFields: image-updater \(Apply, owns image\); demo-clientset \(Update\); kube-controller-manager \(Update\)`,
+		`managedFields: demo-clientset \(Update\); image-updater \(Apply, owns image\); kube-controller-manager \(Update\)`,
 		`image-updater again, no Force needed: image now nginx:1.20.2`,
 		`Step 6: delete with Foreground propagation`,
 		`pods with run=nginx: 0 running`,

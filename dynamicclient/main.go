@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -226,6 +227,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	for _, m := range applied.GetManagedFields() {
 		managers = append(managers, fmt.Sprintf("%s (%s)", m.Manager, m.Operation))
 	}
+	sort.Strings(managers) // the server keeps them in the order of writes, which varies
 	fmt.Fprintf(stdout, "  applied image %s as %s with Force\n", image, fieldManager)
 	fmt.Fprintf(stdout, "  managedFields: %s\n", strings.Join(managers, "; "))
 
@@ -291,6 +293,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("list crontabs: %w", explain(err))
 	}
+	// Names are random; sort by cronSpec so the output reads the same every run.
+	sort.Slice(cts.Items, func(i, j int) bool {
+		a, _, _ := unstructured.NestedString(cts.Items[i].Object, "spec", "cronSpec")
+		b, _, _ := unstructured.NestedString(cts.Items[j].Object, "spec", "cronSpec")
+		return a < b
+	})
 	for _, ct := range cts.Items {
 		cron, _, _ := unstructured.NestedString(ct.Object, "spec", "cronSpec")
 		fmt.Fprintf(stdout, "  crontab %s: cronSpec %q\n", ct.GetName(), cron)

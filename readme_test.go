@@ -1,0 +1,240 @@
+// Package readme keeps the documentation honest: it fails when a README
+// names a folder or make target that does not exist, or when a demo no
+// longer prints what its README shows.
+package readme
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+var update = flag.Bool("update", false, "rewrite the README output blocks from a real run in the kubeconfig's namespace")
+
+var demos = []string{"restclient", "clientset", "dynamicclient", "discoveryclient", "reflector"}
+
+// TestNamesExist checks that the folders and make targets the READMEs name
+// are real.
+func TestNamesExist(t *testing.T) {
+	makefile, err := os.ReadFile("Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^([a-zA-Z%-]+):`).FindAllStringSubmatch(string(makefile), -1) {
+		targets[m[1]] = true
+	}
+	for _, readme := range []string{"README.md", "README.zh-CN.md"} {
+		b, err := os.ReadFile(readme)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		for _, m := range regexp.MustCompile("`make ([a-z-]+)").FindAllStringSubmatch(text, -1) {
+			name := m[1]
+			if !targets[name] && !(strings.HasPrefix(name, "run-") && targets["run-%"]) {
+				t.Errorf("%s names `make %s`, which the Makefile does not have", readme, name)
+			}
+		}
+		for _, m := range regexp.MustCompile(`go run \./([a-z]+)`).FindAllStringSubmatch(text, -1) {
+			if _, err := os.Stat(filepath.Join(m[1], "main.go")); err != nil {
+				t.Errorf("%s runs ./%s, which has no main.go", readme, m[1])
+			}
+		}
+		for _, m := range regexp.MustCompile(`\]\(([a-z][a-zA-Z0-9_./-]*)\)`).FindAllStringSubmatch(text, -1) {
+			if _, err := os.Stat(strings.SplitN(m[1], "#", 2)[0]); err != nil {
+				t.Errorf("%s links to %s, which does not exist", readme, m[1])
+			}
+		}
+		for _, d := range demos {
+			if !strings.Contains(text, "("+d+")") {
+				t.Errorf("%s does not link the %s demo", readme, d)
+			}
+		}
+	}
+}
+
+// block is one output block of a demo README: the command in its marker
+// comment, and the lines below it.
+type block struct {
+	args     []string
+	start    int // byte offsets of the block's content in the README
+	end      int
+	expected string
+}
+
+var marker = regexp.MustCompile("(?m)^<!-- output: go run \\./([a-z]+)(.*?) -->\n```text\n")
+
+func blocks(t *testing.T, readme string, demo string) []block {
+	b, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []block
+	for _, m := range marker.FindAllSubmatchIndex(b, -1) {
+		if got := string(b[m[2]:m[3]]); got != demo {
+			t.Errorf("%s has an output block for ./%s", readme, got)
+			continue
+		}
+		end := bytes.Index(b[m[1]:], []byte("```\n"))
+		if end < 0 {
+			t.Fatalf("%s: unterminated output block", readme)
+		}
+		out = append(out, block{
+			args:     strings.Fields(string(b[m[4]:m[5]])),
+			start:    m[1],
+			end:      m[1] + end,
+			expected: string(b[m[1] : m[1]+end]),
+		})
+	}
+	return out
+}
+
+// TestREADMEOutput runs each command shown in a demo README and compares
+// what it prints with the README, masking what changes from run to run.
+func TestREADMEOutput(t *testing.T) {
+	path := os.Getenv("KUBECONFIG")
+	if path == "" {
+		t.Fatal("KUBECONFIG is not set: run the tests with `make test`, which starts a local control plane")
+	}
+	bin := t.TempDir()
+	for _, d := range demos {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, d), "./"+d).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", d, err, out)
+		}
+	}
+	kubeconfig, ns := path, ""
+	if !*update {
+		kubeconfig, ns = namespacedKubeconfig(t, path)
+	}
+	for _, d := range demos {
+		readme := filepath.Join(d, "README.md")
+		bs := blocks(t, readme, d)
+		if len(bs) == 0 {
+			t.Errorf("%s has no output block (<!-- output: go run ./%s -->)", readme, d)
+		}
+		text, _ := os.ReadFile(readme)
+		for i := len(bs) - 1; i >= 0; i-- {
+			b := bs[i]
+			cmd := exec.Command(filepath.Join(bin, d), b.args...)
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Errorf("go run ./%s %s: %v\n%s", d, strings.Join(b.args, " "), err, stderr.String())
+				continue
+			}
+			if *update {
+				text = append(text[:b.start], append(stdout.Bytes(), text[b.end:]...)...)
+				continue
+			}
+			// Other tests create CRDs in *.example.com meanwhile; discovery
+			// output lists them.
+			dropCRDs := d == "discoveryclient"
+			want, got := mask(b.expected, ns, dropCRDs), mask(stdout.String(), ns, dropCRDs)
+			if want != got {
+				t.Errorf("%s: the output of `go run ./%s %s` differs from the README (masked; -want +got):\n%s",
+					readme, d, strings.Join(b.args, " "), diff(want, got))
+			}
+		}
+		if *update {
+			if err := os.WriteFile(readme, text, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// namespacedKubeconfig writes a kubeconfig whose context uses a fresh
+// namespace, so the demos run without -n and their output reads as in the
+// README once the namespace's name is masked.
+func namespacedKubeconfig(t *testing.T, path string) (string, string) {
+	config, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(config)
+	ctx := context.Background()
+	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "readme-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	// The README runs see kube-root-ca.crt in the namespace; so must we.
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().ConfigMaps(ns.Name).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+		return err == nil, nil
+	}); err != nil {
+		t.Fatal("kube-root-ca.crt never appeared")
+	}
+	raw, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Contexts[raw.CurrentContext].Namespace = ns.Name
+	out := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*raw, out); err != nil {
+		t.Fatal(err)
+	}
+	return out, ns.Name
+}
+
+// mask replaces what differs between runs: generated names, UIDs,
+// resourceVersions and other large numbers, durations, continue tokens, the
+// namespace, and column padding. With dropCRDs, lines about other tests'
+// custom resources (*.example.com) are dropped.
+func mask(s, ns string, dropCRDs bool) string {
+	if ns != "" {
+		s = strings.ReplaceAll(s, ns, "default")
+	}
+	for _, r := range []struct{ re, with string }{
+		{`demo-(restclient|clientset|dynamicclient|reflector)-[a-z0-9]{5}`, "demo-$1-xxxxx"},
+		{`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`, "UID"},
+		{`continue=[A-Za-z0-9_%-]+`, "continue=TOKEN"},
+		{`\b\d+(\.\d+)?(ns|µs|ms|s|m)\b`, "DURATION"},
+		{`\b\d{3,}\b`, "N"},
+		{`(\S) {2,}`, "$1 "},
+	} {
+		s = regexp.MustCompile(r.re).ReplaceAllString(s, r.with)
+	}
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if !dropCRDs || !strings.Contains(l, ".example.com") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// diff lists the lines that differ, with their numbers.
+func diff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			fmt.Fprintf(&b, "line %d:\n  -%s\n  +%s\n", i+1, wl, gl)
+		}
+	}
+	return b.String()
+}
