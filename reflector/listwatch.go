@@ -55,15 +55,17 @@ func (v *visibleListWatch) watchCount() int {
 func (v *visibleListWatch) listerWatcher() cache.ListerWatcher {
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			// Count and print under the lock: whoever reads the count
+			// afterwards sees the lines already printed.
 			v.mu.Lock()
 			v.lists++
 			what := "LIST"
 			if v.lists > 1 || v.watches > 0 {
 				what = "LIST (relist: the Reflector starts over)"
 			}
-			v.mu.Unlock()
 			v.printf("%s %s\n", what, listOptions(opts))
 			v.printCurl(opts)
+			v.mu.Unlock()
 			obj, err := v.list(ctx, opts)
 			if err != nil {
 				v.failed("list", err)
@@ -84,15 +86,15 @@ func (v *visibleListWatch) listerWatcher() cache.ListerWatcher {
 			} else if v.watches > 1 {
 				what = "WATCH (re-watch from the last resourceVersion)"
 			}
-			v.mu.Unlock()
 			v.printf("%s %s\n", what, listOptions(opts))
 			v.printCurl(opts)
+			v.mu.Unlock()
 			w, err := v.watch(ctx, opts)
 			if err != nil {
 				v.failed("watch", err)
 				return nil, err
 			}
-			return v.visibleWatch(w), nil
+			return v.visibleWatch(ctx, w), nil
 		},
 	}
 }
@@ -111,14 +113,17 @@ func (v *visibleListWatch) failed(call string, err error) {
 
 // visibleWatch forwards a watch's events, printing the ones the store never
 // sees: bookmarks, errors, and the end of the stream.
-func (v *visibleListWatch) visibleWatch(w watch.Interface) watch.Interface {
+func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface) watch.Interface {
 	out := make(chan watch.Event)
 	done := make(chan struct{})
 	go func() {
 		defer close(out)
 		for ev := range w.ResultChan() {
+			if ctx.Err() != nil { // the Reflector is stopping: what follows is noise
+				return
+			}
 			select {
-			case <-done: // stopped by the Reflector: what follows is noise
+			case <-done:
 				return
 			default:
 			}
@@ -150,6 +155,7 @@ func (v *visibleListWatch) visibleWatch(w watch.Interface) watch.Interface {
 		}
 		select {
 		case <-done:
+		case <-ctx.Done():
 		default:
 			v.printf("  watch stream ended (server timeout, restart or connection loss); the Reflector will re-watch from resourceVersion %s\n", v.lastRV())
 		}
@@ -172,13 +178,11 @@ func (s *stoppable) Stop() {
 
 // printCurl prints the call as curl through `kubectl proxy`, which listens on
 // 127.0.0.1:8001 and adds the credentials itself. The URL comes from the
-// same request builder the clientset uses.
+// same request builder the clientset uses. The caller holds v.mu.
 func (v *visibleListWatch) printCurl(opts metav1.ListOptions) {
 	u := v.rest.Get().Namespace(v.ns).Resource(v.resource).VersionedParams(&opts, scheme.ParameterCodec).URL()
 	proxied := url.URL{Scheme: "http", Host: "127.0.0.1:8001", Path: u.Path, RawQuery: u.RawQuery}
-	v.mu.Lock()
 	v.curls = append(v.curls, proxied.String())
-	v.mu.Unlock()
 	v.printf("  curl '%s'\n", proxied.String())
 }
 
