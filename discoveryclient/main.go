@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	namespaced := fs.Bool("namespaced", true, "with -api-resources: only namespaced (true) or cluster-scoped (false) resources")
 	fs.StringVar(&o.explain, "explain", "", "print the top-level fields of a resource, as `kubectl explain` does")
 	fs.StringVar(&o.gvr, "gvr", "", "resolve a kind, resource or short name to its GroupVersionResource")
-	fs.StringVar(&o.cacheDir, "cache-dir", "", "directory for the disk discovery cache (default: a temporary directory)")
+	fs.StringVar(&o.cacheDir, "cache-dir", "", "disk discovery cache, laid out like kubectl's ~/.kube/cache (default mode: a temporary directory; with -api-versions or -api-resources: read through it, like kubectl --cached)")
 	klog.InitFlags(fs)       // -v=6 logs every request, as kubectl does
 	fs.SetOutput(io.Discard) // a bad flag is one line of error; -h prints the flags
 	if err := fs.Parse(args); err != nil {
@@ -129,11 +129,21 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("create discovery client: %w", err)
 	}
 
+	// With -cache-dir, the tables come through a disk cache, as with
+	// kubectl --cached: no request at all while the cache is fresh.
+	var tables discovery.DiscoveryInterfaceWithContext = disco
+	if o.cacheDir != "" && (o.apiVersions || o.apiResources) {
+		cached, err := disk.NewCachedDiscoveryClientForConfig(config, cacheDirFor(o.cacheDir, config.Host), filepath.Join(o.cacheDir, "http"), 6*time.Hour)
+		if err != nil {
+			return fmt.Errorf("create disk cache in %s: %w", o.cacheDir, err)
+		}
+		tables = cached
+	}
 	switch {
 	case o.apiVersions:
-		return printAPIVersions(ctx, disco, stdout)
+		return printAPIVersions(ctx, tables, stdout)
 	case o.apiResources:
-		return printAPIResources(ctx, disco, stdout, o)
+		return printAPIResources(ctx, tables, stdout, o)
 	case o.explain != "":
 		return explain(ctx, disco, stdout, o.explain)
 	case o.gvr != "":
@@ -321,7 +331,7 @@ func compareCaches(ctx context.Context, config *rest.Config, out io.Writer, cach
 		return err
 	}
 	// kubectl keeps discovery on disk for 6 hours, keyed by server.
-	dir := filepath.Join(cacheDir, "discovery", strings.NewReplacer("https://", "", "http://", "", ":", "_", "/", "_").Replace(config.Host))
+	dir := cacheDirFor(cacheDir, config.Host)
 	newDisk := func() (*disk.CachedDiscoveryClient, error) {
 		return disk.NewCachedDiscoveryClientForConfig(counted, dir, filepath.Join(cacheDir, "http"), 6*time.Hour)
 	}
@@ -341,6 +351,11 @@ func compareCaches(ctx context.Context, config *rest.Config, out io.Writer, cach
 	}
 	fmt.Fprintf(out, "  disk cache: %s\n", dir)
 	return nil
+}
+
+// cacheDirFor is kubectl's layout: <dir>/discovery/<host_port>.
+func cacheDirFor(dir, host string) string {
+	return filepath.Join(dir, "discovery", strings.NewReplacer("https://", "", "http://", "", ":", "_", "/", "_").Replace(host))
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)

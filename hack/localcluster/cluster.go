@@ -424,6 +424,45 @@ func (c *cluster) restartAPIServer(ctx context.Context) error {
 	return nil
 }
 
+// status prints which components run and their memory. RSS counts the
+// pages of the one shared binary in every process; PSS divides shared pages
+// among the processes that map them, so the PSS total is what the control
+// plane as a whole holds in memory.
+func (c *cluster) status() {
+	fmt.Fprintf(c.out, "state: %s\nrunning: %v\n", c.dir, c.running())
+	var rss, pss int
+	for _, n := range c.running() {
+		r, p := memory(c.pid(n))
+		rss, pss = rss+r, pss+p
+		fmt.Fprintf(c.out, "  %-24s pid %-7d RSS %4d MiB  PSS %4d MiB\n", n, c.pid(n), r>>10, p>>10)
+	}
+	if pss > 0 {
+		fmt.Fprintf(c.out, "  %-24s             RSS %4d MiB  PSS %4d MiB\n", "total", rss>>10, pss>>10)
+	}
+}
+
+// memory reads a process's RSS and PSS, in KiB.
+func memory(pid int) (rss, pss int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.Atoi(f[1])
+		switch f[0] {
+		case "Rss:":
+			rss = v
+		case "Pss:":
+			pss = v
+		}
+	}
+	return rss, pss
+}
+
 func (c *cluster) printAccess(took time.Duration) {
 	if took > 0 {
 		fmt.Fprintf(c.out, "local control plane ready in %.1fs: Kubernetes v1.37.2 at %s\n", took.Seconds(), c.serverURL())

@@ -6,7 +6,7 @@
 //	localcluster up                 start in the background, return when ready
 //	localcluster down               stop every component and remove the state
 //	localcluster stop               stop every component, keep the state
-//	localcluster status             print what runs
+//	localcluster status             print what runs, and its memory
 //	localcluster restart-apiserver  restart kube-apiserver alone; etcd keeps its data
 //	localcluster compact            compact etcd up to its current revision
 package main
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		c.stop()
 		return nil
 	case "status":
-		fmt.Fprintf(out, "state: %s\nrunning: %v\n", c.dir, c.running())
+		c.status()
 		return nil
 	case "restart-apiserver":
 		return c.restartAPIServer(ctx)
