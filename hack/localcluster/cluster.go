@@ -199,6 +199,13 @@ func (c *cluster) startAndWait(ctx context.Context) error {
 	if err := registerNode(ctx, cs); err != nil {
 		return err
 	}
+	// kwok takes over a node only once the node's lease is free. After a
+	// restart the lease still names the previous kwok process and stays
+	// held for its 40s duration, so Pods would wait that long to start.
+	err = cs.CoordinationV1().Leases("kube-node-lease").Delete(ctx, nodeName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete the stale node lease: %w", err)
+	}
 	if err := c.start("kwok"); err != nil {
 		return err
 	}
