@@ -284,11 +284,11 @@ func TestReflectorScale(t *testing.T) {
 	}
 	match(t, out.String(),
 		`^created 50 ConfigMaps in namespace `+ns,
-		`^PATH +ENCODING +OBJECTS +FIRST SYNC +PEAK HEAP$`,
-		`^LIST\+WATCH \(paginated\) +json +51 +[\d.]+m?s +[\d.]+ MiB$`,
-		`^LIST\+WATCH \(paginated\) +protobuf +51 `,
-		`^WatchList \(streaming\) +json +51 `,
-		`^WatchList \(streaming\) +protobuf +51 `,
+		`^PATH +ENCODING +OBJECTS +FIRST SYNC +PEAK HEAP +\(median of 3\)$`,
+		`^LIST\+WATCH +json +51 +[\d.]+m?s +[\d.]+ MiB`,
+		`^LIST\+WATCH +protobuf +51 `,
+		`^WatchList +json +51 `,
+		`^WatchList +protobuf +51 `,
 		`^deleted the 50 ConfigMaps with one DeleteCollection`,
 	)
 	assertNothingLeft(t, cs, ns)
