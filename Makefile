@@ -21,7 +21,7 @@ STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 .PHONY: help demo test lint images cluster-up cluster-down cluster-restart-apiserver cluster-compact localcluster $(addprefix run-,$(DEMOS))
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-28s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{sub(/%/, "<demo>", $$1); printf "  make %-28s %s\n", $$1, $$2}'
 
 localcluster: ## Build the control plane binary (bin/localcluster); minutes cold, seconds warm
 	@cd hack/localcluster && go build -ldflags '$(LDFLAGS)' -o $(LOCALCLUSTER) .

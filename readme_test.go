@@ -205,6 +205,7 @@ func mask(s, ns string, dropCRDs bool) string {
 		{`demo-(restclient|clientset|dynamicclient|reflector)-[a-z0-9]{5}`, "demo-$1-xxxxx"},
 		{`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`, "UID"},
 		{`continue=[A-Za-z0-9_%-]+`, "continue=TOKEN"},
+		{`\(attempts: \d+\)`, "(attempts: N)"}, // a controller may write in between
 		{`\b\d+(\.\d+)?(ns|µs|ms|s|m)\b`, "DURATION"},
 		{`\b\d{3,}\b`, "N"},
 		{`(\S) {2,}`, "$1 "},

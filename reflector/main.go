@@ -11,27 +11,22 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	clientfeatures "k8s.io/client-go/features"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/pager"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 )
 
 const partOf = "app.kubernetes.io/part-of=client-go-demo"
@@ -333,6 +328,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	<-reflectorDone
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	listRV, n, err := compareWithServer(cctx, objs, store)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Check: the store equals a fresh LIST (resourceVersion %s): %d %s, every resourceVersion the same\n", listRV, n, *resource)
+	return nil
+}
+
+// compareWithServer lists the objects with resourceVersion "" (a
+// consistent read from etcd, paged by the library pager) and checks that the
+// store holds exactly them, at the same resourceVersions.
+func compareWithServer(ctx context.Context, objs objects, store *visibleStore) (string, int, error) {
 	serverRVs := map[string]string{}
 	var listRV string
 	p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
@@ -343,13 +350,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		}
 		return obj, err
 	})
-	err = p.EachListItemWithAlloc(cctx, metav1.ListOptions{ResourceVersion: ""}, func(obj runtime.Object) error {
+	err := p.EachListItemWithAlloc(ctx, metav1.ListOptions{ResourceVersion: ""}, func(obj runtime.Object) error {
 		m, _ := meta.Accessor(obj)
 		serverRVs[m.GetName()] = m.GetResourceVersion()
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("list %s to check the store: %w", *resource, explain(err))
+		return "", 0, fmt.Errorf("list %s to check the store: %w", objs.resource, explain(err))
 	}
 	storeRVs := map[string]string{}
 	for _, obj := range store.List() {
@@ -358,14 +365,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	for name, rv := range serverRVs {
 		if storeRVs[name] != rv {
-			return fmt.Errorf("store differs from the server: %s has resourceVersion %q in the store, %q on the server", name, storeRVs[name], rv)
+			return "", 0, fmt.Errorf("store differs from the server: %s has resourceVersion %q in the store, %q on the server", name, storeRVs[name], rv)
 		}
 	}
 	if len(storeRVs) != len(serverRVs) {
-		return fmt.Errorf("store differs from the server: %d objects in the store, %d on the server", len(storeRVs), len(serverRVs))
+		return "", 0, fmt.Errorf("store differs from the server: %d objects in the store, %d on the server", len(storeRVs), len(serverRVs))
 	}
-	fmt.Fprintf(out, "Check: the store equals a fresh LIST (resourceVersion %s): %d %s, every resourceVersion the same\n", listRV, len(serverRVs), *resource)
-	return nil
+	return listRV, len(serverRVs), nil
 }
 
 // waitForStore waits until the Reflector has delivered name at
@@ -387,106 +393,6 @@ func waitForStore(ctx context.Context, store *visibleStore, r *cache.Reflector, 
 		case <-ctx.Done():
 			return fmt.Errorf("wait for %s at resourceVersion %q in the store: %w", name, rv, ctx.Err())
 		}
-	}
-}
-
-// objects are the typed calls for the two resources the demo can reflect.
-type objects struct {
-	kind         string
-	expected     runtime.Object
-	list         func(context.Context, metav1.ListOptions) (runtime.Object, error)
-	watch        func(context.Context, metav1.ListOptions) (watch.Interface, error)
-	create       func(ctx context.Context, i int) (runtime.Object, error)
-	get          func(ctx context.Context, name string) (runtime.Object, error)
-	update       func(ctx context.Context, name string) (runtime.Object, error)
-	updateObject func(ctx context.Context, obj runtime.Object) (runtime.Object, error)
-	delete       func(ctx context.Context, name string) error
-	deleteAll    func(ctx context.Context) error
-}
-
-func newObjects(cs kubernetes.Interface, resource, ns string) objects {
-	labels := map[string]string{"app.kubernetes.io/part-of": "client-go-demo", "app.kubernetes.io/name": "reflector"}
-	meta := metav1.ObjectMeta{GenerateName: "demo-reflector-", Labels: labels}
-	byLabel := metav1.ListOptions{LabelSelector: partOf + ",app.kubernetes.io/name=reflector"}
-	if resource == "pods" {
-		c := cs.CoreV1().Pods(ns)
-		bump := func(p *corev1.Pod) {
-			p.Annotations = map[string]string{"demo/updated": time.Now().Format(time.RFC3339Nano)}
-		}
-		return objects{
-			kind:     "Pod",
-			expected: &corev1.Pod{},
-			list:     func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) },
-			watch:    c.Watch,
-			create: func(ctx context.Context, i int) (runtime.Object, error) {
-				return c.Create(ctx, &corev1.Pod{ObjectMeta: meta, Spec: corev1.PodSpec{
-					Containers:                    []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}},
-					TerminationGracePeriodSeconds: ptr.To[int64](0),
-				}}, metav1.CreateOptions{})
-			},
-			get: func(ctx context.Context, name string) (runtime.Object, error) {
-				return c.Get(ctx, name, metav1.GetOptions{})
-			},
-			// Read-modify-write, again on a Conflict: the scheduler and
-			// kwok write the Pod's status meanwhile.
-			update: func(ctx context.Context, name string) (obj runtime.Object, err error) {
-				err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-					p, err := c.Get(ctx, name, metav1.GetOptions{})
-					if err != nil {
-						return err
-					}
-					bump(p)
-					obj, err = c.Update(ctx, p, metav1.UpdateOptions{})
-					return err
-				})
-				return obj, err
-			},
-			updateObject: func(ctx context.Context, obj runtime.Object) (runtime.Object, error) {
-				p := obj.(*corev1.Pod)
-				bump(p)
-				return c.Update(ctx, p, metav1.UpdateOptions{})
-			},
-			delete: func(ctx context.Context, name string) error {
-				return c.Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-			},
-			deleteAll: func(ctx context.Context) error {
-				return c.DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, byLabel)
-			},
-		}
-	}
-	c := cs.CoreV1().ConfigMaps(ns)
-	n := 0
-	bump := func(cm *corev1.ConfigMap) { n++; cm.Data = map[string]string{"updates": strconv.Itoa(n)} }
-	return objects{
-		kind:     "ConfigMap",
-		expected: &corev1.ConfigMap{},
-		list:     func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) },
-		watch:    c.Watch,
-		create: func(ctx context.Context, i int) (runtime.Object, error) {
-			return c.Create(ctx, &corev1.ConfigMap{ObjectMeta: meta, Data: map[string]string{"index": strconv.Itoa(i)}}, metav1.CreateOptions{})
-		},
-		get: func(ctx context.Context, name string) (runtime.Object, error) {
-			return c.Get(ctx, name, metav1.GetOptions{})
-		},
-		update: func(ctx context.Context, name string) (obj runtime.Object, err error) {
-			err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-				cm, err := c.Get(ctx, name, metav1.GetOptions{})
-				if err != nil {
-					return err
-				}
-				bump(cm)
-				obj, err = c.Update(ctx, cm, metav1.UpdateOptions{})
-				return err
-			})
-			return obj, err
-		},
-		updateObject: func(ctx context.Context, obj runtime.Object) (runtime.Object, error) {
-			cm := obj.(*corev1.ConfigMap)
-			bump(cm)
-			return c.Update(ctx, cm, metav1.UpdateOptions{})
-		},
-		delete:    func(ctx context.Context, name string) error { return c.Delete(ctx, name, metav1.DeleteOptions{}) },
-		deleteAll: func(ctx context.Context) error { return c.DeleteCollection(ctx, metav1.DeleteOptions{}, byLabel) },
 	}
 }
 

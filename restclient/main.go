@@ -71,8 +71,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		}
 		return usageError{fmt.Errorf("%w (see -h)", err)}
 	}
-	if fs.NArg() > 0 || *seed < 1 {
-		return usageError{fmt.Errorf("unexpected arguments %q (want flags only, -pods >= 1)", fs.Args())}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if *seed < 1 {
+		return usageError{fmt.Errorf("-pods %d: want at least 1", *seed)}
 	}
 
 	// Step 1: decide the resource and its path.
@@ -121,7 +124,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	coreConfig.APIPath = "/api"
 	coreConfig.GroupVersion = &corev1.SchemeGroupVersion
 	coreConfig.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
-	fmt.Fprintf(stdout, "  APIPath %s, GroupVersion %s, ContentType %q, QPS %v, Burst %d\n",
+	fmt.Fprintf(stdout, "  APIPath %s, GroupVersion %s, ContentType %q (empty means JSON), QPS %v, Burst %d\n",
 		coreConfig.APIPath, coreConfig.GroupVersion, coreConfig.ContentType, coreConfig.QPS, coreConfig.Burst)
 
 	// Step 4: create the clients.

@@ -202,7 +202,7 @@ func TestRestclientErrors(t *testing.T) {
 		{"forbidden", []string{"-kubeconfig", nobody, "-n", ns}, `forbidden by RBAC: pods is forbidden: User "nobody" cannot create resource "pods" in API group "" in the namespace "` + ns + `"`, false},
 		{"unreachable", []string{"-kubeconfig", unreachable, "-timeout", "5s"}, "get /version: Get \"https://127.0.0.1:1/version?timeout=5s\": dial tcp 127.0.0.1:1: connect: connection refused", false},
 		{"bad flag", []string{"-no-such-flag"}, "flag provided but not defined: -no-such-flag", true},
-		{"bad pods", []string{"-pods", "0"}, "-pods >= 1", true},
+		{"bad pods", []string{"-pods", "0"}, "-pods 0: want at least 1", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()

@@ -153,7 +153,7 @@ func (c *cluster) up(ctx context.Context) error {
 		return err
 	}
 	if err := ensurePKI(c); err != nil {
-		return fmt.Errorf("create certificates: %w", err)
+		return err
 	}
 	if err := os.WriteFile(c.path("kwok.yaml"), []byte(kwokConfig()), 0o600); err != nil {
 		return err
@@ -472,7 +472,13 @@ func memory(pid int) (rss, pss int) {
 
 func (c *cluster) printAccess(took time.Duration) {
 	if took > 0 {
-		fmt.Fprintf(c.out, "local control plane ready in %.1fs: Kubernetes v1.37.2 at %s\n", took.Seconds(), c.serverURL())
+		version := "unknown version"
+		if cs, err := c.client(); err == nil {
+			if v, err := cs.Discovery().ServerVersion(); err == nil {
+				version = v.GitVersion
+			}
+		}
+		fmt.Fprintf(c.out, "local control plane ready in %.1fs: Kubernetes %s at %s\n", took.Seconds(), version, c.serverURL())
 	}
 	fmt.Fprintf(c.out, "kubeconfig: %s\n", c.kubeconfig())
 	fmt.Fprintf(c.out, "  export KUBECONFIG=%s\n", c.kubeconfig())

@@ -267,6 +267,15 @@ func TestStartStopStartSameState(t *testing.T) {
 		t.Errorf("up on a busy port: err = %v, want it to name the port", err)
 	}
 
+	// A stale, incomplete state directory is named, not a puzzle later.
+	c2.stop()
+	if err := os.Remove(c2.path("scheduler.kubeconfig")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.up(ctx); err == nil || !strings.Contains(err.Error(), "stale or incomplete state directory") {
+		t.Errorf("up on an incomplete state directory: err = %v", err)
+	}
+
 	if err := c2.down(); err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,17 @@ var identities = []struct {
 // handed out earlier keep working.
 func ensurePKI(c *cluster) error {
 	if _, err := os.Stat(c.path("pki", "ca.crt")); err == nil {
+		// A state directory from an interrupted first start, or one edited
+		// by hand, would fail later with a puzzling error; say so now.
+		want := []string{c.path("pki", "ca.key"), c.path("pki", "apiserver.crt"), c.path("pki", "apiserver.key"), c.path("pki", "sa.key"), c.path("pki", "sa.pub")}
+		for _, id := range identities {
+			want = append(want, c.path(id.file+".kubeconfig"))
+		}
+		for _, f := range want {
+			if _, err := os.Stat(f); err != nil {
+				return fmt.Errorf("stale or incomplete state directory %s (%s is missing); run 'make cluster-down' to start afresh", c.dir, f)
+			}
+		}
 		return nil
 	}
 	if err := os.MkdirAll(c.path("pki"), 0o700); err != nil {
