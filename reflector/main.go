@@ -324,11 +324,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 
 	// Finally: is the store what the server has? A consistent LIST
 	// (resourceVersion "") reads from etcd, paged by the library pager.
-	stopReflector()
-	<-reflectorDone
+	// The Reflector keeps running meanwhile: a change that lands between
+	// the LIST and the comparison (a Pod's status, say) reaches the store a
+	// moment later, so a mismatch is checked again for a few seconds.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	listRV, n, err := compareWithServer(cctx, objs, store)
+	var listRV string
+	var n int
+	for try := 0; ; try++ {
+		listRV, n, err = compareWithServer(cctx, objs, store)
+		if err == nil || try == 20 || cctx.Err() != nil {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	stopReflector()
+	<-reflectorDone
 	if err != nil {
 		return err
 	}
