@@ -114,6 +114,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("create dynamic client: %w", err)
 	}
+	// One cheap request first: an unreachable server or bad credentials
+	// fail here with one clear line, before the cached discovery client
+	// (which logs its own errors) is used.
+	disco, err := discovery.NewDiscoveryClientForConfig(config)
+	if err != nil {
+		return fmt.Errorf("create discovery client: %w", err)
+	}
+	version, err := disco.ServerVersionWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("reach the API server: %w", explain(err))
+	}
+	fmt.Fprintf(stdout, "  connected to %s, Kubernetes %s, namespace %s\n", config.Host, version.GitVersion, ns)
 	// Cleanup runs on every way out, Ctrl-C included, so it gets a context
 	// that the signal does not cancel.
 	cleanupCtx := func() (context.Context, context.CancelFunc) {
@@ -135,10 +147,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	// A manifest names a kind; URLs name a resource. The RESTMapper, built
 	// from discovery, translates, exactly as kubectl apply does. The memory
 	// cache means one round of discovery for all lookups.
-	disco, err := discovery.NewDiscoveryClientForConfig(config)
-	if err != nil {
-		return fmt.Errorf("create discovery client: %w", err)
-	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapperWithContext(memory.NewMemCacheClientWithContext(disco))
 	mapping, err := mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
 	if err != nil {
