@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("read namespace from kubeconfig: %w", err)
 	}
-	config.UserAgent = "client-go-demo/clientset"
+	config.UserAgent = "client-go-demo-clientset"
 	config.Timeout = 30 * time.Second
 	clientset, err := kubernetes.NewForConfig(config)
 	if err != nil {

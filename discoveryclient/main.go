@@ -118,7 +118,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
-	config.UserAgent = "client-go-demo/discoveryclient"
+	config.UserAgent = "client-go-demo-discoveryclient"
 	config.Timeout = 30 * time.Second
 	// Discovery is many small GETs at start-up; kubectl raises the limits too.
 	config.QPS, config.Burst = 50, 300

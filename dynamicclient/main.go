@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("read namespace from kubeconfig: %w", err)
 	}
-	config.UserAgent = "client-go-demo/dynamicclient"
+	config.UserAgent = "client-go-demo-dynamicclient"
 	config.Timeout = 30 * time.Second
 	client, err := dynamic.NewForConfig(config)
 	if err != nil {

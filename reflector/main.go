@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("read namespace from kubeconfig: %w", err)
 	}
-	config.UserAgent = "client-go-demo/reflector"
+	config.UserAgent = "client-go-demo-reflector"
 	if *objects > 0 {
 		return measure(ctx, config, ns, *objects, stdout)
 	}

@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	// WithoutConversion decodes into exactly the version we asked for.
 	fmt.Fprintln(stdout, "Step 3: set up the config: APIPath, GroupVersion, serializer, user agent, rate limit")
 	config.Timeout = *timeout
-	config.UserAgent = "client-go-demo/restclient"
+	config.UserAgent = "client-go-demo-restclient"
 	// The client-side rate limiter: 5 requests per second on average, bursts
 	// of 10. A request over the limit waits in the client (klog says
 	// "Waited for ... due to client-side throttling") instead of hitting
