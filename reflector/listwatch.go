@@ -87,7 +87,10 @@ func (v *visibleListWatch) listerWatcher() cache.ListerWatcher {
 				what = "WATCH (re-watch from the last resourceVersion)"
 			}
 			v.printf("%s %s\n", what, listOptions(opts))
-			v.printCurl(opts)
+			// The clientset's Watch adds watch=true to the same options.
+			curlOpts := opts
+			curlOpts.Watch = true
+			v.printCurl(curlOpts)
 			v.mu.Unlock()
 			w, err := v.watch(ctx, opts)
 			if err != nil {

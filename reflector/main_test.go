@@ -122,7 +122,7 @@ func TestReflectorWatchList(t *testing.T) {
 	match(t, got,
 		`^Step 1: a ListWatch for configmaps in namespace `+ns,
 		`^WATCH \(WatchList: the initial state streamed as events\) resourceVersion="" resourceVersionMatch=NotOlderThan sendInitialEvents=true allowWatchBookmarks=true timeoutSeconds=\d+$`,
-		`^  curl 'http://127.0.0.1:8001/api/v1/namespaces/`+ns+`/configmaps\?allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=\d+'$`,
+		`^  curl 'http://127.0.0.1:8001/api/v1/namespaces/`+ns+`/configmaps\?allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=\d+&watch=true'$`,
 		`^  BOOKMARK resourceVersion \d+, annotated k8s.io/initial-events-end: the initial state is complete$`,
 		`^  store REPLACE: 1 objects at resourceVersion \d+$`, // kube-root-ca.crt
 		`^  synced by WatchList \(one WATCH with sendInitialEvents=true\): 1 objects, LastSyncResourceVersion \d+$`,
@@ -187,6 +187,7 @@ func TestReflectorListThenWatch(t *testing.T) {
 		`^  synced by LIST then WATCH: 1 objects`,
 		`\(WatchListClient feature gate: false\)$`,
 		`^  curl -N 'http://127.0.0.1:8001/api/v1/namespaces/`+ns+`/configmaps\?limit=500&resourceVersion=0'$`,
+		`^  curl -N 'http://127.0.0.1:8001/api/v1/namespaces/`+ns+`/configmaps\?allowWatchBookmarks=true&resourceVersion=\d+&timeoutSeconds=\d+&watch=true'$`,
 		`^Check: the store equals a fresh LIST`,
 	)
 	// The WATCH starts at the LIST's resourceVersion: nothing in between is missed.
