@@ -147,8 +147,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fmt.Fprintln(stdout, "Step 4: an update from a stale read gets 409 Conflict; RetryOnConflict scales 3 -> 1")
 	stale.Spec.Replicas = ptr.To[int32](1)
 	_, err = deployments.Update(ctx, stale, metav1.UpdateOptions{FieldManager: fieldManager})
+	if err == nil {
+		return fmt.Errorf("update with stale resourceVersion %s succeeded: nothing else wrote the Deployment since we read it", stale.ResourceVersion)
+	}
 	if !apierrors.IsConflict(err) {
-		return fmt.Errorf("update with stale resourceVersion %s: want a Conflict, got %w", stale.ResourceVersion, err)
+		return fmt.Errorf("update with stale resourceVersion %s: %w", stale.ResourceVersion, explain(err))
 	}
 	fmt.Fprintf(stdout, "  update with resourceVersion %s: %v\n", stale.ResourceVersion, err)
 	// The fix: read, modify, write, and on a Conflict do it all again
@@ -182,8 +185,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	printManagers(stdout, created) // as our Create left it
 	// The image was set by our Create, so "image-updater" does not own it.
 	_, err = deployments.Apply(ctx, imageApply(name, ns, "nginx:1.19.10"), metav1.ApplyOptions{FieldManager: "image-updater"})
+	if err == nil {
+		return errors.New("apply as image-updater succeeded without Force: it already owned the image")
+	}
 	if !apierrors.IsConflict(err) {
-		return fmt.Errorf("apply as image-updater: want a Conflict, got %w", err)
+		return fmt.Errorf("apply as image-updater: %w", explain(err))
 	}
 	fmt.Fprintf(stdout, "  image-updater without Force: %v\n", err)
 	// Force takes the field over: the image changes and ownership moves,

@@ -329,8 +329,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fmt.Fprintf(stdout, "  updated %s: spec.replicas=5\n", first.GetName())
 	// The CRD's OpenAPI schema is enforced by the server.
 	_, err = crontabs.Create(ctx, crontab(ns, "every minute", 1), metav1.CreateOptions{})
+	if err == nil {
+		return errors.New("the server accepted a CronTab that breaks the schema")
+	}
 	if !apierrors.IsInvalid(err) {
-		return fmt.Errorf("create an invalid crontab: want it rejected as Invalid, got %v", err)
+		return fmt.Errorf("create an invalid crontab: %w", explain(err))
 	}
 	fmt.Fprintf(stdout, "  an invalid crontab is rejected: %v\n", err)
 

@@ -253,8 +253,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 			return err
 		}
 		_, err = objs.updateObject(ctx, stale)
+		if err == nil {
+			return errors.New("an update with a stale resourceVersion succeeded")
+		}
 		if !apierrors.IsConflict(err) {
-			return fmt.Errorf("update with a stale resourceVersion: want a Conflict, got %v", err)
+			return fmt.Errorf("update with a stale resourceVersion: %w", explain(err))
 		}
 		sm, _ := meta.Accessor(stale)
 		fmt.Fprintf(out, "  update carrying stale resourceVersion %s: %v\n", sm.GetResourceVersion(), err)
