@@ -18,7 +18,9 @@ LDFLAGS      := -X $(VERSION_PKG).gitVersion=$(K8S_VERSION) -X $(VERSION_PKG).gi
 STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint images cluster-up cluster-down cluster-restart-apiserver cluster-compact localcluster $(addprefix run-,$(DEMOS))
+# run-<demo> is a pattern rule, so it cannot be .PHONY (make skips implicit
+# rules for phony targets); no file of that name exists.
+.PHONY: help demo test lint images cluster-up cluster-down cluster-restart-apiserver cluster-compact localcluster
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{sub(/%/, "<demo>", $$1); printf "  make %-28s %s\n", $$1, $$2}'

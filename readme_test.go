@@ -68,6 +68,23 @@ func TestNamesExist(t *testing.T) {
 	}
 }
 
+// TestMakeRuns checks that make really runs what the READMEs promise:
+// `make -n` prints the commands without running them.
+func TestMakeRuns(t *testing.T) {
+	for _, d := range demos {
+		out, err := exec.Command("make", "-n", "run-"+d).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "go run ./"+d) {
+			t.Errorf("make -n run-%s: %v\n%s", d, err, out)
+		}
+	}
+	// Not "test": its recipe runs $(MAKE), which make runs even with -n.
+	for _, target := range []string{"help", "demo", "lint", "images", "cluster-up", "cluster-down", "cluster-restart-apiserver", "cluster-compact"} {
+		if out, err := exec.Command("make", "-n", target).CombinedOutput(); err != nil {
+			t.Errorf("make -n %s: %v\n%s", target, err, out)
+		}
+	}
+}
+
 // block is one output block of a demo README: the command in its marker
 // comment, and the lines below it.
 type block struct {
