@@ -126,7 +126,7 @@ func TestReflectorWatchList(t *testing.T) {
 		`^  BOOKMARK resourceVersion \d+, annotated k8s.io/initial-events-end: the initial state is complete$`,
 		`^  store REPLACE: 1 objects at resourceVersion \d+$`, // kube-root-ca.crt
 		`^  synced by WatchList \(one WATCH with sendInitialEvents=true\): 1 objects, LastSyncResourceVersion \d+$`,
-		`^Step 6: how the cache was filled\n  this run: WatchList .*\(WatchListClient feature gate: true\)$`,
+		`^  this run: WatchList .*\(WatchListClient feature gate: true\)$`,
 		`^Check: the store equals a fresh LIST \(resourceVersion \d+\): 3 configmaps, every resourceVersion the same$`,
 	)
 	if strings.Contains(got, "\nLIST") {
