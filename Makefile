@@ -58,6 +58,9 @@ lint: ## gofmt, go vet and staticcheck, for both modules
 
 # make test starts the control plane if it is not running and stops it again
 # afterwards only if it started it. Its exit status is the tests'.
+# -p 1: the packages share one API server, and some of what they touch is
+# cluster-wide (the CronTab CRD, the discovery document the README shows),
+# so they run one after another.
 test: localcluster ## lint, then every test against the local control plane
 	@was_up=0; $(LOCALCLUSTER) -dir $(STATE) status | grep -q 'kube-apiserver' && was_up=1; \
 	$(LOCALCLUSTER) -dir $(STATE) up; \
@@ -65,7 +68,7 @@ test: localcluster ## lint, then every test against the local control plane
 	$(MAKE) --no-print-directory lint || status=$$?; \
 	if [ $$status -eq 0 ]; then \
 	  KUBECONFIG=$(KUBECONFIG_LOCAL) LOCALCLUSTER=$(LOCALCLUSTER) \
-	    go test -race -count=1 -timeout 30m ./... || status=$$?; \
+	    go test -p 1 -race -count=1 -timeout 30m ./... || status=$$?; \
 	  (cd hack/localcluster && LOCALCLUSTER_DIR=$(STATE) go test -count=1 -timeout 20m -ldflags '$(LDFLAGS)' .) || status=$$?; \
 	fi; \
 	if [ $$was_up -eq 0 ]; then $(LOCALCLUSTER) -dir $(STATE) down; fi; \
