@@ -223,6 +223,8 @@ func mask(s, ns string, dropCRDs bool) string {
 		{`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`, "UID"},
 		{`continue=[A-Za-z0-9_%-]+`, "continue=TOKEN"},
 		{`\(attempts: \d+\)`, "(attempts: N)"}, // a controller may write in between
+		// One request per group/version: any CRD on the server adds one.
+		{`(legacy discovery \(one per group/version\)) +\d+ requests`, "$1 N requests"},
 		{`\b\d+(\.\d+)?(ns|µs|ms|s|m)\b`, "DURATION"},
 		{`\b\d{3,}\b`, "N"},
 		{`(\S) {2,}`, "$1 "},
