@@ -139,6 +139,11 @@ func (c *cluster) up(ctx context.Context) error {
 		return fmt.Errorf("stale state in %s: %s still running but not the rest; run 'make cluster-down' (or kill them) and try again",
 			c.dir, strings.Join(running, ", "))
 	}
+	// Nothing of ours runs: pid files left by a crash or a kill -9 are
+	// stale, and would make a dead pid look like a component that failed.
+	for _, n := range startOrder {
+		_ = os.Remove(c.path(n + ".pid"))
+	}
 	for _, p := range []int{c.apiserverPort, c.etcdPort, c.peerPort} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {

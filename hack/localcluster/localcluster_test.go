@@ -251,6 +251,10 @@ func TestStartStopStartSameState(t *testing.T) {
 	if r := c.running(); len(r) != 0 {
 		t.Fatalf("after stop, still running: %v", r)
 	}
+	// A pid file left by a crash names a process that is long gone.
+	if err := os.WriteFile(c.path("kwok.pid"), []byte("999999"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c2 := startCluster(t, dir, 27443)
 	kubeconfigAfter, _ := os.ReadFile(c2.kubeconfig())
 	if !bytes.Equal(kubeconfigBefore, kubeconfigAfter) {
