@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -24,20 +25,29 @@ import (
 // are the clientset's own calls.
 type visibleListWatch struct {
 	out      io.Writer
-	quiet    bool           // the -objects runs print nothing per call
 	rest     rest.Interface // builds the URL of each call
 	resource string         // configmaps or pods
-	ns       string         //
-	lists    int            // calls so far, to tell a relist from the first list
-	watches  int            //
-	mu       sync.Mutex     //
-	errs     chan error     // errors before the first sync end the demo
-	synced   func() bool    // whether the store has been filled once
+	ns       string
+	mu       sync.Mutex // guards lists, watches and curls
+	lists    int        // calls so far, to tell a relist from the first list
+	watches  int
+	curls    []string    // every curl printed, for the summary
+	errs     chan error  // errors before the first sync end the demo
+	synced   func() bool // whether the store has been filled once
 	list     func(context.Context, metav1.ListOptions) (runtime.Object, error)
 	watch    func(context.Context, metav1.ListOptions) (watch.Interface, error)
 	bookmark chan string   // resourceVersions of bookmarks, for -bookmark-wait
 	lastRV   func() string // the Reflector's LastSyncResourceVersion
-	curls    []string      // every curl printed, for the summary
+}
+
+// newVisibleListWatch prints to out the calls it makes for objs in ns; its
+// errors before store's first sync end the demo.
+func newVisibleListWatch(out io.Writer, cs kubernetes.Interface, objs objects, ns string, store *visibleStore) *visibleListWatch {
+	return &visibleListWatch{
+		out: out, rest: cs.CoreV1().RESTClient(), resource: objs.resource, ns: ns,
+		errs: make(chan error, 1), synced: store.synced, bookmark: make(chan string, 1),
+		list: objs.list, watch: objs.watch,
+	}
 }
 
 func (v *visibleListWatch) listCount() int {
@@ -190,9 +200,7 @@ func (v *visibleListWatch) printCurl(opts metav1.ListOptions) {
 }
 
 func (v *visibleListWatch) printf(format string, args ...any) {
-	if !v.quiet {
-		fmt.Fprintf(v.out, format, args...)
-	}
+	fmt.Fprintf(v.out, format, args...)
 }
 
 // listOptions prints the options a Reflector sets, and only those.
@@ -229,7 +237,6 @@ func listOptions(o metav1.ListOptions) string {
 type visibleStore struct {
 	cache.Store
 	out      io.Writer
-	quiet    bool
 	mu       sync.Mutex
 	replaced chan struct{} // closed at the first Replace: the store is synced
 	once     sync.Once
@@ -238,11 +245,10 @@ type visibleStore struct {
 	seen     map[string]bool // name@resourceVersion of every Add and Update
 }
 
-func newVisibleStore(out io.Writer, quiet bool, ns string) *visibleStore {
+func newVisibleStore(out io.Writer, ns string) *visibleStore {
 	return &visibleStore{
 		Store:    cache.NewStore(cache.MetaNamespaceKeyFunc),
 		out:      out,
-		quiet:    quiet,
 		ns:       ns,
 		seen:     map[string]bool{},
 		replaced: make(chan struct{}),
@@ -263,9 +269,7 @@ func (s *visibleStore) Delete(obj any) error {
 // Replace is how a List (or a WatchList's initial events) lands: the whole
 // content at once, with the resourceVersion it is consistent with.
 func (s *visibleStore) Replace(list []any, rv string) error {
-	if !s.quiet {
-		fmt.Fprintf(s.out, "  store REPLACE: %d objects at resourceVersion %s\n", len(list), rv)
-	}
+	fmt.Fprintf(s.out, "  store REPLACE: %d objects at resourceVersion %s\n", len(list), rv)
 	err := s.Store.Replace(list, rv)
 	s.once.Do(func() { close(s.replaced) })
 	return s.notify(err)
@@ -279,9 +283,7 @@ func (s *visibleStore) print(what string, obj any) {
 	s.mu.Lock()
 	s.seen[m.GetName()+"@"+m.GetResourceVersion()] = true
 	s.mu.Unlock()
-	if !s.quiet {
-		fmt.Fprintf(s.out, "  store %s %s resourceVersion %s\n", what, m.GetName(), m.GetResourceVersion())
-	}
+	fmt.Fprintf(s.out, "  store %s %s resourceVersion %s\n", what, m.GetName(), m.GetResourceVersion())
 }
 
 // saw reports whether an event for name at rv has reached the store.

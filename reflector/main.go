@@ -136,12 +136,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	// calls List and Watch with options it chooses, on whatever
 	// ListerWatcher it is given. Ours calls the clientset and prints.
 	fmt.Fprintf(out, "Step 1: a ListWatch for %s in namespace %s that prints every call the Reflector makes\n", *resource, ns)
-	store := newVisibleStore(out, false, ns)
-	lw := &visibleListWatch{
-		out: out, rest: clientset.CoreV1().RESTClient(), resource: *resource, ns: ns,
-		errs: make(chan error, 1), synced: store.synced, bookmark: make(chan string, 1),
-		list: objs.list, watch: objs.watch,
-	}
+	store := newVisibleStore(out, ns)
+	lw := newVisibleListWatch(out, clientset, objs, ns, store)
 
 	// Step 2: the store and the Reflector. NewReflector(lw, expectedType,
 	// store, resyncPeriod): a resync period of 0 means no periodic resync,

@@ -141,10 +141,9 @@ func firstSync(ctx context.Context, config *rest.Config, ns, path, encoding stri
 		return 0, 0, 0, err
 	}
 	watchListMode.Store(map[string]int32{"watchlist": 1, "list": 2}[path])
-	store := newVisibleStore(io.Discard, true, ns)
-	lw := &visibleListWatch{out: io.Discard, quiet: true, rest: cs.CoreV1().RESTClient(), resource: "configmaps", ns: ns,
-		errs: make(chan error, 1), synced: store.synced, bookmark: make(chan string, 1),
-		list: newObjects(cs, "configmaps", ns).list, watch: cs.CoreV1().ConfigMaps(ns).Watch}
+	// The same ListerWatcher and store as the demo, printing nowhere.
+	store := newVisibleStore(io.Discard, ns)
+	lw := newVisibleListWatch(io.Discard, cs, newObjects(cs, "configmaps", ns), ns, store)
 	r := cache.NewReflector(lw.listerWatcher(), &corev1.ConfigMap{}, store, 0)
 	lw.lastRV = r.LastSyncResourceVersion
 
