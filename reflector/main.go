@@ -168,9 +168,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	case <-time.After(time.Minute):
 		return errors.New("the Reflector did not sync within a minute")
 	}
-	// In LIST-then-WATCH mode the WATCH follows the Replace at once; wait
-	// for it so that the lines above come out in the same order every time.
-	for i := 0; i < 50 && lw.watchCount() == 0; i++ {
+	// The Reflector records LastSyncResourceVersion just after the Replace,
+	// and in LIST-then-WATCH mode the WATCH follows at once; wait for both,
+	// so that the lines above come out the same every time.
+	for i := 0; i < 50 && (lw.watchCount() == 0 || r.LastSyncResourceVersion() == ""); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
 	path := "LIST then WATCH"

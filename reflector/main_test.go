@@ -85,10 +85,15 @@ func assertNothingLeft(t *testing.T, cs kubernetes.Interface, ns string) {
 
 func match(t *testing.T, got string, res ...string) {
 	t.Helper()
+	failed := false
 	for _, re := range res {
 		if !regexp.MustCompile(`(?m)` + re).MatchString(got) {
 			t.Errorf("output lacks %s", re)
+			failed = true
 		}
+	}
+	if failed {
+		t.Logf("the output was:\n%s", got)
 	}
 }
 
