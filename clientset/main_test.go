@@ -3,215 +3,167 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"io"
+	"net"
+	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/watch"
+	appsv1apply "k8s.io/client-go/applyconfigurations/apps/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+
+	"client-go-demo/internal/demotest"
 )
 
-// These tests run the demo against a real API server: the one in $KUBECONFIG,
-// which `make test` points at the local control plane from hack/localcluster.
-func client(t *testing.T) *kubernetes.Clientset {
-	t.Helper()
-	if os.Getenv("KUBECONFIG") == "" {
-		t.Fatal("KUBECONFIG is not set: run the tests with `make test`, which starts a local control plane")
-	}
-	config, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kubernetes.NewForConfigOrDie(config)
-}
-
-func namespace(t *testing.T, cs kubernetes.Interface) string {
-	t.Helper()
-	ns, err := cs.CoreV1().Namespaces().Create(context.Background(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "test-clientset-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
-	return ns.Name
-}
-
-func assertNothingLeft(t *testing.T, cs kubernetes.Interface, ns string) {
-	t.Helper()
-	var left []string
-	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		left = nil
-		deps, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err
-		}
-		for _, d := range deps.Items {
-			left = append(left, "deployment/"+d.Name)
-		}
-		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err
-		}
-		for _, p := range pods.Items {
-			left = append(left, "pod/"+p.Name)
-		}
-		return len(left) == 0, nil
-	})
-	if err != nil {
-		t.Fatalf("left behind in %s: %v (%v)", ns, left, err)
-	}
-}
-
-// history records, from a watch of its own, every version of every
-// Deployment and the largest number of Running Pods seen at once.
-type history struct {
-	mu          sync.Mutex
-	deployments []*appsv1.Deployment
-	running     map[string]bool
-	maxRunning  int
-	runningLog  []int
-}
-
-func watchNamespace(t *testing.T, cs kubernetes.Interface, ns string) *history {
-	h := &history{running: map[string]bool{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	dw, err := cs.AppsV1().Deployments(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for ev := range dw.ResultChan() {
-			if d, ok := ev.Object.(*appsv1.Deployment); ok {
-				h.mu.Lock()
-				h.deployments = append(h.deployments, d)
-				h.mu.Unlock()
-			}
-		}
-	}()
-	go func() {
-		for ev := range pw.ResultChan() {
-			p, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				continue
-			}
-			h.mu.Lock()
-			h.running[p.Name] = ev.Type != watch.Deleted && p.Status.Phase == corev1.PodRunning
-			n := 0
-			for _, r := range h.running {
-				if r {
-					n++
-				}
-			}
-			if n > h.maxRunning {
-				h.maxRunning = n
-			}
-			if len(h.runningLog) == 0 || h.runningLog[len(h.runningLog)-1] != n {
-				h.runningLog = append(h.runningLog, n)
-			}
-			h.mu.Unlock()
-		}
-	}()
-	return h
-}
+// These tests run the demo against the local control plane (see
+// internal/demotest) and check what it did there, from watches of their
+// own, not only what it printed.
 
 func TestClientsetDemo(t *testing.T) {
-	cs := client(t)
-	ns := namespace(t, cs)
-	h := watchNamespace(t, cs, ns)
+	cs := demotest.Client(t)
+	ns := demotest.Namespace(t, cs, "test-clientset")
+	h := record(t, cs, ns)
 
-	var out bytes.Buffer
+	var out demotest.Output
 	if err := run(context.Background(), []string{"-n", ns}, &out); err != nil {
 		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
 	}
 	got := out.String()
 	for _, re := range []string{
-		`Step 1: build the clientset`,
+		`(?m)^Step 1: build the clientset with kubernetes.NewForConfig$`,
 		`clientset.AppsV1\(\).Deployments\("` + ns + `"\) -> group apps, version v1, resource deployments`,
-		`/apis/apps/v1/namespaces/` + ns + `/deployments`,
-		`Step 2: create the nginx Deployment`,
-		`created demo-clientset-\w+: resourceVersion \d+, generation 1, uid [0-9a-f-]{36}`,
-		`Step 3: list Deployments by label`,
-		`1 deployment\(s\) with label app.kubernetes.io/part-of=client-go-demo`,
-		`pods with run=nginx: 3 running`,
-		`Step 4: an update from a stale read gets 409 Conflict`,
-		`Operation cannot be fulfilled on deployments.apps "demo-clientset-\w+": the object has been modified`,
-		`scaled to 1 replica \(attempts: \d\)`, // more than 1 if the controller wrote in between
-		`pods with run=nginx: 1 running`,
-		`Step 5: server-side apply`,
-		`managedFields: demo-clientset \(Update, owns image\)`,
-		`image-updater without Force: Apply failed with 1 conflict: conflict with "demo-clientset" using apps/v1: .spec.template.spec.containers\[name="nginx"\].image`,
-		`image-updater with Force: image now nginx:1.19.10`,
-		`managedFields: demo-clientset \(Update\); image-updater \(Apply, owns image\); kube-controller-manager \(Update\)`,
-		`image-updater again, no Force needed: image now nginx:1.20.2`,
-		`Step 6: delete with Foreground propagation`,
-		`pods with run=nginx: 0 running`,
-		`deployment demo-clientset-\w+ and its pods are gone`,
+		`-> https://\S+/apis/apps/v1/namespaces/` + ns + `/deployments\n`,
+		`(?m)^Step 2: create the nginx Deployment, then get it back$`,
+		`created demo-clientset-\w{5}: resourceVersion \d+, generation 1, uid [0-9a-f-]{36}\n`,
+		`(?m)^Step 3: list Deployments by label`,
+		`  1 deployment\(s\) with label app.kubernetes.io/part-of=client-go-demo, list resourceVersion \d+\n`,
+		`  pods with run=nginx: 3 running\n`,
+		`(?m)^Step 4: an update from a stale read gets 409 Conflict`,
+		`update with resourceVersion \d+: Operation cannot be fulfilled on deployments.apps "demo-clientset-\w{5}": the object has been modified`,
+		`  scaled to 1 replica \(attempts: [1-4]\)\n`, // more than 1 if the controller wrote in between
+		`  pods with run=nginx: 1 running\n`,
+		`(?m)^Step 5: server-side apply`,
+		`  managedFields after Create: demo-clientset \(Update\)\n`,
+		`  image-updater without Force: Apply failed with 1 conflict: conflict with "demo-clientset" using apps/v1: .spec.template.spec.containers\[name="nginx"\].image\n`,
+		`  image-updater with Force: image now nginx:1.19.10\n`,
+		`  managedFields: demo-clientset \(Update\); image-updater \(Apply\); kube-controller-manager \(Update, status\)\n`,
+		`  ExtractDeployment\(image-updater\): {"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"demo-clientset-\w{5}","namespace":"` + ns + `"},"spec":{"template":{"spec":{"containers":\[{"name":"nginx","image":"nginx:1.19.10"}\]}}}}\n`,
+		`  image-updater applies it with nginx:1.20.2, no Force needed: image now nginx:1.20.2\n`,
+		`(?m)^Step 6: delete with Foreground propagation`,
+		`  pods with run=nginx: none left\n  deployment demo-clientset-\w{5} is gone\n$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(got) {
-			t.Errorf("output lacks %s", re)
+			t.Errorf("output lacks %s\noutput:\n%s", re, got)
 		}
 	}
 
-	// What the server saw, step by step.
+	// The watches see the last events a little after run returns.
+	demotest.WaitFor(t, time.Minute, "the Deployment's and every Pod's DELETED event", h.allDeleted)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.maxRunning != 3 {
-		t.Errorf("at most %d pods ran at once, want 3", h.maxRunning)
+	d := h.deployments
+	first := d[0]
+	c := first.Spec.Template.Spec.Containers[0]
+	if *first.Spec.Replicas != 3 || c.Name != "nginx" || c.Image != "nginx:1.17.1" || c.Ports[0].Name != "nginx-port" ||
+		c.Ports[0].ContainerPort != 80 || first.Spec.Selector.MatchLabels["run"] != "nginx" || first.Labels[partOfKey] != partOfValue {
+		t.Fatalf("the first Deployment is not the notes' nginx: %+v", first)
 	}
-	// 0 -> ... -> 3 running, down to 1, then 0.
-	log := h.runningLog
-	if len(log) < 3 || log[len(log)-1] != 0 || !containsSeq(log, 3, 1, 0) {
-		t.Errorf("running pod counts over time %v, want 3 then 1 then 0", log)
+
+	// Step 4: the stale update was refused because the controller had
+	// written since the demo's read, and the scale came after that.
+	m := regexp.MustCompile(`update with resourceVersion (\d+): Operation cannot be fulfilled`).FindStringSubmatch(got)
+	scaled := slices.IndexFunc(d, func(d *appsv1.Deployment) bool { return *d.Spec.Replicas == 1 })
+	switch {
+	case m == nil || scaled < 1:
+		t.Errorf("no stale update printed (%v) or the server never saw replicas 1 (%d)", m, scaled)
+	case !slices.ContainsFunc(d[:scaled], func(d *appsv1.Deployment) bool { return d.ResourceVersion == m[1] }):
+		t.Errorf("the stale resourceVersion %s is no version the server had before the scale", m[1])
+	case newer(t, d[scaled-1].ResourceVersion, m[1]) <= 0:
+		t.Errorf("nothing wrote the Deployment between the read at %s and the scale: the Conflict was not earned", m[1])
+	case d[scaled].Generation != 2:
+		t.Errorf("replicas 1 came with generation %d, want 2 (one spec change since the create)", d[scaled].Generation)
 	}
-	var sawScaled, saw119, saw120, sawForeground bool
-	for _, d := range h.deployments {
-		c := d.Spec.Template.Spec.Containers[0]
-		if c.Name != "nginx" || c.Ports[0].Name != "nginx-port" || c.Ports[0].ContainerPort != 80 || d.Spec.Selector.MatchLabels["run"] != "nginx" {
-			t.Fatalf("deployment is not the notes' nginx: %+v", d.Spec)
+
+	// Step 5: the apply without Force left no trace; the forced one moved
+	// the image to image-updater, whose next apply changed it again.
+	forced := slices.IndexFunc(d, func(d *appsv1.Deployment) bool { return image(d) == "nginx:1.19.10" })
+	again := slices.IndexFunc(d, func(d *appsv1.Deployment) bool { return image(d) == "nginx:1.20.2" })
+	if forced <= scaled || again <= forced {
+		t.Fatalf("versions out of order: replicas 1 at %d, nginx:1.19.10 at %d, nginx:1.20.2 at %d", scaled, forced, again)
+	}
+	for _, v := range d[:forced] {
+		if owned := ownedImage(t, v); owned != "" || image(v) != "nginx:1.17.1" {
+			t.Errorf("before the forced apply (resourceVersion %s): image %s, image-updater owns %q", v.ResourceVersion, image(v), owned)
 		}
-		sawScaled = sawScaled || *d.Spec.Replicas == 1
-		saw119 = saw119 || c.Image == "nginx:1.19.10"
-		if c.Image == "nginx:1.20.2" {
-			saw120 = true
-			owner := ""
-			for _, m := range d.ManagedFields {
-				if m.Operation == metav1.ManagedFieldsOperationApply && strings.Contains(m.FieldsV1.GetRawString(), `"f:image"`) {
-					owner = m.Manager
-				}
-			}
-			if owner != "image-updater" {
-				t.Errorf("image nginx:1.20.2 owned by %q, want image-updater", owner)
-			}
-		}
-		for _, f := range d.Finalizers {
-			sawForeground = sawForeground || f == metav1.FinalizerDeleteDependents
+	}
+	for i, want := range map[int]string{forced: "nginx:1.19.10", again: "nginx:1.20.2"} {
+		if owned := ownedImage(t, d[i]); owned != want {
+			t.Errorf("resourceVersion %s: image-updater owns image %q, want %q", d[i].ResourceVersion, owned, want)
 		}
 	}
-	if !sawScaled || !saw119 || !saw120 || !sawForeground {
-		t.Errorf("server never saw: scaled=%v image1.19=%v image1.20=%v foregroundDeletion=%v", sawScaled, saw119, saw120, sawForeground)
+
+	// Step 6: Foreground deletion kept the Deployment, with its finalizer,
+	// until its Pods had gone.
+	if !slices.ContainsFunc(d[again:], func(d *appsv1.Deployment) bool {
+		return d.DeletionTimestamp != nil && slices.Contains(d.Finalizers, metav1.FinalizerDeleteDependents)
+	}) {
+		t.Error("the server never saw the Deployment with a deletionTimestamp and the foregroundDeletion finalizer")
 	}
-	if !strings.Contains(h.deployments[0].Spec.Template.Spec.Containers[0].Image, "nginx:1.17.1") {
-		t.Errorf("first image %s, want nginx:1.17.1", h.deployments[0].Spec.Template.Spec.Containers[0].Image)
+	if h.podsAtDelete != 0 {
+		t.Errorf("%d pods were left when the Deployment went", h.podsAtDelete)
 	}
-	assertNothingLeft(t, cs, ns)
+	if h.maxRunning != 3 || !inOrder(h.runningLog, 3, 1, 0) {
+		t.Errorf("running pod counts over time %v (at most %d), want 3, later 1, at last 0", h.runningLog, h.maxRunning)
+	}
+	demotest.NothingLeft(t, cs, ns)
 }
 
-func containsSeq(log []int, seq ...int) bool {
+// newer compares two resourceVersions of the same resource, which
+// apimachinery allows since 1.35 (resourceversion.CompareResourceVersion).
+func newer(t *testing.T, a, b string) int {
+	n, err := resourceversion.CompareResourceVersion(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func image(d *appsv1.Deployment) string { return d.Spec.Template.Spec.Containers[0].Image }
+
+// ownedImage is the image image-updater owns in d, read the library's way.
+func ownedImage(t *testing.T, d *appsv1.Deployment) string {
+	owned, err := appsv1apply.ExtractDeployment(d, "image-updater")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := container(owned, "nginx"); c != nil && c.Image != nil {
+		return *c.Image
+	}
+	return ""
+}
+
+// inOrder reports whether seq appears in log in this order, not
+// necessarily adjacent.
+func inOrder(log []int, seq ...int) bool {
 	i := 0
 	for _, v := range log {
 		if i < len(seq) && v == seq[i] {
@@ -221,84 +173,410 @@ func containsSeq(log []int, seq ...int) bool {
 	return i == len(seq)
 }
 
-func TestClientsetErrors(t *testing.T) {
-	cs := client(t)
-	ns := namespace(t, cs)
-	raw, err := clientcmd.LoadFromFile(os.Getenv("KUBECONFIG"))
+// history is what the server did in the namespace, from the test's own
+// watches: every version of the Deployment, and the Pods.
+type history struct {
+	mu           sync.Mutex
+	deployments  []*appsv1.Deployment
+	deleted      bool // the Deployment's DELETED event came
+	podsAtDelete int  // Pods a List found when it came
+	pods         map[string]bool
+	podsDeleted  map[string]bool
+	running      map[string]bool
+	maxRunning   int
+	runningLog   []int // running Pods after each change of that number
+}
+
+func (h *history) allDeleted() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.deleted && len(h.pods) > 0 && len(h.podsDeleted) == len(h.pods)
+}
+
+// record watches Deployments and Pods in ns until the test ends. A
+// RetryWatcher resumes after a dropped watch, so no event is missed.
+func record(t *testing.T, cs kubernetes.Interface, ns string) *history {
+	h := &history{podsAtDelete: -1, pods: map[string]bool{}, podsDeleted: map[string]bool{}, running: map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	deployments, pods := cs.AppsV1().Deployments(ns), cs.CoreV1().Pods(ns)
+	dlist, err := deployments.List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range raw.AuthInfos {
-		a.Impersonate = "nobody"
-	}
-	nobody := filepath.Join(t.TempDir(), "nobody.kubeconfig")
-	if err := clientcmd.WriteToFile(*raw, nobody); err != nil {
+	plist, err := pods.List(ctx, metav1.ListOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ = clientcmd.LoadFromFile(os.Getenv("KUBECONFIG"))
-	for _, c := range raw.Clusters {
-		c.Server = "https://127.0.0.1:1"
-	}
-	unreachable := filepath.Join(t.TempDir(), "unreachable.kubeconfig")
-	if err := clientcmd.WriteToFile(*raw, unreachable); err != nil {
+	dw, err := watchtools.NewRetryWatcherWithContext(ctx, dlist.ResourceVersion, &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		return deployments.Watch(ctx, o)
+	}})
+	if err != nil {
 		t.Fatal(err)
 	}
+	pw, err := watchtools.NewRetryWatcherWithContext(ctx, plist.ResourceVersion, &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		return pods.Watch(ctx, o)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for ev := range dw.ResultChan() {
+			d, ok := ev.Object.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			n := -1
+			if ev.Type == watch.Deleted {
+				// A consistent List after the DELETED event: what was
+				// left when the Deployment went.
+				if l, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "run=nginx"}); err == nil {
+					n = len(l.Items)
+				}
+			}
+			h.mu.Lock()
+			h.deployments = append(h.deployments, d)
+			if ev.Type == watch.Deleted {
+				h.deleted, h.podsAtDelete = true, n
+			}
+			h.mu.Unlock()
+		}
+	}()
+	go func() {
+		for ev := range pw.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			h.mu.Lock()
+			h.pods[p.Name] = true
+			if ev.Type == watch.Deleted {
+				h.podsDeleted[p.Name] = true
+			}
+			h.running[p.Name] = ev.Type != watch.Deleted && p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil
+			n := 0
+			for _, r := range h.running {
+				if r {
+					n++
+				}
+			}
+			h.maxRunning = max(h.maxRunning, n)
+			if len(h.runningLog) == 0 || h.runningLog[len(h.runningLog)-1] != n {
+				h.runningLog = append(h.runningLog, n)
+			}
+			h.mu.Unlock()
+		}
+	}()
+	return h
+}
+
+func TestClientsetErrors(t *testing.T) {
+	cs := demotest.Client(t)
+	ns := demotest.Namespace(t, cs, "test-clientset")
+	nobody := demotest.ImpersonatingKubeconfig(t, "nobody")
+	unreachable := demotest.UnreachableKubeconfig(t)
 	for _, tc := range []struct {
 		name  string
 		args  []string
 		want  string
 		usage bool
 	}{
-		{"missing kubeconfig", []string{"-kubeconfig", "/does/not/exist"}, "load kubeconfig: stat /does/not/exist: no such file or directory", false},
-		{"missing namespace", []string{"-n", "no-such-namespace"}, `create deployment in namespace "no-such-namespace": namespaces "no-such-namespace" not found`, false},
-		{"forbidden", []string{"-kubeconfig", nobody, "-n", ns}, `forbidden by RBAC: deployments.apps is forbidden: User "nobody" cannot create resource "deployments" in API group "apps" in the namespace "` + ns + `"`, false},
-		{"unreachable", []string{"-kubeconfig", unreachable}, "dial tcp 127.0.0.1:1: connect: connection refused", false},
-		{"bad flag", []string{"-pod-timeout", "soon"}, `invalid value "soon" for flag -pod-timeout`, true},
+		{name: "missing kubeconfig", args: []string{"-kubeconfig", "/does/not/exist"}, want: "load kubeconfig: stat /does/not/exist: no such file or directory"},
+		{name: "missing namespace", args: []string{"-n", "no-such-namespace"}, want: `create deployment in namespace "no-such-namespace": namespaces "no-such-namespace" not found`},
+		{name: "forbidden", args: []string{"-kubeconfig", nobody, "-n", ns},
+			want: `create deployment in namespace "` + ns + `": forbidden by RBAC: deployments.apps is forbidden: User "nobody" cannot create resource "deployments" in API group "apps" in the namespace "` + ns + `"`},
+		{name: "unreachable", args: []string{"-kubeconfig", unreachable}, want: "dial tcp 127.0.0.1:1: connect: connection refused"},
+		{name: "bad flag", args: []string{"-pod-timeout", "soon"}, want: `invalid value "soon" for flag -pod-timeout`, usage: true},
+		{name: "arguments", args: []string{"nginx"}, want: `unexpected arguments ["nginx"]`, usage: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := run(context.Background(), tc.args, &bytes.Buffer{})
+			err := run(context.Background(), tc.args, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error is not one line: %q", err)
 			}
-			var u usageError
-			if errors.As(err, &u) != tc.usage {
+			if errors.As(err, new(usageError)) != tc.usage {
 				t.Errorf("usage error = %v, want %v", !tc.usage, tc.usage)
 			}
 		})
 	}
-	assertNothingLeft(t, cs, ns)
+	t.Run("help", func(t *testing.T) {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"-h"}, &out); !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("err = %v, want flag.ErrHelp", err)
+		}
+		for _, f := range []string{"-kubeconfig", "-context", "-namespace", "-pod-timeout", "-v value"} {
+			if !strings.Contains(out.String(), f) {
+				t.Errorf("-h does not list %s:\n%s", f, out.String())
+			}
+		}
+	})
+	demotest.NamespaceStillThere(t, cs, ns)
+	demotest.NothingLeft(t, cs, ns)
 }
 
-// Ctrl-C while the Pods run: the deferred delete still removes the Deployment.
+// Ctrl-C at two points: the deferred delete still removes the Deployment,
+// and the garbage collector its ReplicaSet and Pods.
 func TestClientsetInterruptedCleansUp(t *testing.T) {
-	cs := client(t)
-	ns := namespace(t, cs)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := &cancelOn{marker: "3 running", cancel: cancel}
-	err := run(ctx, []string{"-n", ns}, out)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled\n%s", err, out.buf.String())
+	cs := demotest.Client(t)
+	for _, marker := range []string{"pods with run=nginx: 3 running", "Step 6:"} {
+		t.Run(marker, func(t *testing.T) {
+			ns := demotest.Namespace(t, cs, "test-clientset")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			out := &demotest.Output{Marker: marker, Cancel: cancel}
+			err := run(ctx, []string{"-n", ns}, out)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want context.Canceled\n%s", err, out.String())
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			demotest.NothingLeft(t, cs, ns)
+		})
 	}
-	assertNothingLeft(t, cs, ns)
 }
 
-type cancelOn struct {
-	mu     sync.Mutex
-	buf    bytes.Buffer
-	marker string
-	cancel context.CancelFunc
+// The waits keep polling through errors that pass and stop at once on
+// those that will not: faults answers the first requests itself, then
+// lets the rest through to the real server.
+func TestWaitsPollThroughTransientErrors(t *testing.T) {
+	refused := func(*http.Request) (*http.Response, error) {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	deployments := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	transient := []func(*http.Request) (*http.Response, error){
+		status(apierrors.NewTooManyRequests("slow down", 0)),
+		status(apierrors.NewInternalError(errors.New("etcd hiccup"))),
+		status(apierrors.NewServerTimeout(deployments, "get", 0)),
+		status(apierrors.NewServiceUnavailable("apiserver is shutting down")),
+		status(apierrors.NewTimeoutError("request did not complete", 0)),
+		refused,
+	}
+
+	cs := demotest.Client(t)
+	ns := demotest.Namespace(t, cs, "test-clientset")
+	t.Run("pods", func(t *testing.T) {
+		f, client := faulty(t, transient...)
+		var out bytes.Buffer
+		if err := waitForPods(context.Background(), client.CoreV1().Pods(ns), "run=nginx", 0, time.Minute, &out); err != nil {
+			t.Fatalf("waitForPods: %v", err)
+		}
+		if n := f.count(); n != len(transient)+1 {
+			t.Errorf("%d requests, want %d: one per fault and one that got through", n, len(transient)+1)
+		}
+		if out.String() != "  pods with run=nginx: none left\n" {
+			t.Errorf("output %q", out.String())
+		}
+	})
+	t.Run("deployment gone", func(t *testing.T) {
+		f, client := faulty(t, transient...)
+		if err := waitForDeploymentGone(context.Background(), client.AppsV1().Deployments(ns), "no-such-deployment", time.Minute); err != nil {
+			t.Fatalf("waitForDeploymentGone: %v", err)
+		}
+		if n := f.count(); n != len(transient)+1 {
+			t.Errorf("%d requests, want %d", n, len(transient)+1)
+		}
+	})
+	for _, tc := range []struct {
+		name  string
+		fault *apierrors.StatusError
+		is    func(error) bool
+	}{
+		{"forbidden", apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New("no RBAC")), apierrors.IsForbidden},
+		{"unauthorized", apierrors.NewUnauthorized("token expired"), apierrors.IsUnauthorized},
+		{"namespace gone", apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, ns), apierrors.IsNotFound},
+		{"bad request", apierrors.NewBadRequest("unable to parse requirement"), apierrors.IsBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, client := faulty(t, status(tc.fault))
+			err := waitForPods(context.Background(), client.CoreV1().Pods(ns), "run=nginx", 0, time.Minute, io.Discard)
+			if !tc.is(err) {
+				t.Fatalf("err = %v, want the injected %s", err, tc.name)
+			}
+			if n := f.count(); n != 1 {
+				t.Errorf("%d requests, want 1: the wait must stop at the first %s", n, tc.name)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
 }
 
-func (c *cancelOn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.buf.Write(p)
-	if strings.Contains(c.buf.String(), c.marker) {
-		c.cancel()
+// faults is a RoundTripper that answers the first requests with canned
+// faults and passes the rest to the real transport.
+type faults struct {
+	mu       sync.Mutex
+	next     []func(*http.Request) (*http.Response, error)
+	requests int
+	rt       http.RoundTripper
+}
+
+func faulty(t *testing.T, next ...func(*http.Request) (*http.Response, error)) (*faults, *kubernetes.Clientset) {
+	f := &faults{next: next}
+	config := demotest.Config(t)
+	config.Wrap(func(rt http.RoundTripper) http.RoundTripper { f.rt = rt; return f })
+	client, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return len(p), nil
+	return f, client
+}
+
+func (f *faults) RoundTrip(req *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	f.requests++
+	var fault func(*http.Request) (*http.Response, error)
+	if len(f.next) > 0 {
+		fault, f.next = f.next[0], f.next[1:]
+	}
+	f.mu.Unlock()
+	if fault != nil {
+		return fault(req)
+	}
+	return f.rt.RoundTrip(req)
+}
+
+func (f *faults) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests
+}
+
+// status answers with err's Status as the API server would, without a
+// Retry-After header (with one, client-go would retry by itself).
+func status(err *apierrors.StatusError) func(*http.Request) (*http.Response, error) {
+	return func(req *http.Request) (*http.Response, error) {
+		s := err.ErrStatus
+		s.Kind, s.APIVersion = "Status", "v1"
+		body, jerr := json.Marshal(s)
+		if jerr != nil {
+			return nil, jerr
+		}
+		return &http.Response{
+			StatusCode: int(s.Code),
+			Header:     http.Header{"Content-Type": {"application/json"}},
+			Body:       io.NopCloser(bytes.NewReader(body)),
+			Request:    req,
+		}, nil
+	}
+}
+
+// What the README says about the server, checked on the server: moving
+// from client-side to server-side apply needs no Force for the manager
+// named kubectl (apimachinery
+// pkg/util/managedfields/internal/lastappliedmanager.go), while any other
+// manager meets the conflict that Step 5 shows.
+func TestClientSideToServerSideApply(t *testing.T) {
+	cs := demotest.Client(t)
+	ns := demotest.Namespace(t, cs, "test-clientset")
+	ctx := context.Background()
+	deployments := cs.AppsV1().Deployments(ns)
+
+	// What kubectl apply (client-side) leaves: the object, written by the
+	// kubectl-client-side-apply manager with an Update, and the
+	// last-applied-configuration annotation.
+	d := nginxDeployment()
+	d.GenerateName, d.Name = "", "csa"
+	d.TypeMeta = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}
+	lastApplied, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": string(lastApplied)}
+	if _, err := deployments.Create(ctx, d, metav1.CreateOptions{FieldManager: "kubectl-client-side-apply"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = deployments.Delete(context.Background(), d.Name, metav1.DeleteOptions{}) })
+
+	_, err = deployments.Apply(ctx, imageApply(d.Name, ns, "nginx:1.19.10"), metav1.ApplyOptions{FieldManager: "image-updater"})
+	if !apierrors.IsConflict(err) {
+		t.Fatalf("apply as image-updater without Force: err = %v, want a Conflict", err)
+	}
+	applied, err := deployments.Apply(ctx, imageApply(d.Name, ns, "nginx:1.19.10"), metav1.ApplyOptions{FieldManager: "kubectl"})
+	if err != nil {
+		t.Fatalf("apply as kubectl without Force: %v", err)
+	}
+	if image(applied) != "nginx:1.19.10" {
+		t.Errorf("image %s after the apply as kubectl", image(applied))
+	}
+	owned, err := appsv1apply.ExtractDeployment(applied, "kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := container(owned, "nginx"); c == nil || c.Image == nil || *c.Image != "nginx:1.19.10" {
+		t.Errorf("kubectl does not own the image it applied: %+v", owned)
+	}
+}
+
+// The server's default fieldValidation is Warn: an unknown field is
+// dropped and answered with a Warning header; Strict makes it an error
+// (apiserver pkg/endpoints/handlers/rest.go, fieldValidation). A typed
+// client cannot send one, so the raw body goes through its RESTClient.
+func TestUnknownFieldIsAWarningUnlessStrict(t *testing.T) {
+	cs := demotest.Client(t)
+	ns := demotest.Namespace(t, cs, "test-clientset")
+	config := demotest.Config(t)
+	var warnings warningRecorder
+	config.WarningHandlerWithContext = &warnings
+	client, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"typo-","labels":{"` + partOfKey + `":"` + partOfValue + `"}},"date":{"a":"b"}}`
+	post := func(validation string) (*corev1.ConfigMap, error) {
+		req := client.CoreV1().RESTClient().Post().Namespace(ns).Resource("configmaps").Body([]byte(body))
+		if validation != "" {
+			req = req.Param("fieldValidation", validation)
+		}
+		var cm corev1.ConfigMap
+		return &cm, req.Do(context.Background()).Into(&cm)
+	}
+
+	cm, err := post("")
+	if err != nil {
+		t.Fatalf("create with a typo, default fieldValidation: %v", err)
+	}
+	if len(cm.Data) != 0 {
+		t.Errorf("stored data %v, want the unknown field dropped", cm.Data)
+	}
+	if got := warnings.String(); !strings.Contains(got, `unknown field "date"`) {
+		t.Errorf("warnings %q, want one about the unknown field", got)
+	}
+	_, err = post("Strict")
+	if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), `unknown field "date"`) {
+		t.Errorf("create with a typo, fieldValidation=Strict: err = %v, want 400 naming the field", err)
+	}
+	// An apply body is typed against the schema to be merged, so an unknown
+	// field fails it whatever fieldValidation says
+	// (pkg/util/managedfields/internal/structuredmerge.go).
+	err = client.CoreV1().RESTClient().Patch(types.ApplyPatchType).Namespace(ns).Resource("configmaps").Name("typo").
+		Param("fieldManager", "test").Param("fieldValidation", "Ignore").
+		Body([]byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"typo"},"date":{"a":"b"}}`)).Do(context.Background()).Error()
+	if err == nil || !strings.Contains(err.Error(), ".date: field not declared in schema") {
+		t.Errorf("apply with a typo, fieldValidation=Ignore: err = %v, want field not declared in schema", err)
+	}
+	if err := client.CoreV1().ConfigMaps(ns).DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: partOf}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type warningRecorder struct {
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (w *warningRecorder) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, message string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = append(w.warnings, message)
+}
+
+func (w *warningRecorder) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.warnings, "; ")
 }

@@ -1,0 +1,241 @@
+// Package demotest holds what the demos' tests share: a connection to the
+// local control plane, a namespace per test, and checks that a demo left
+// nothing behind. Only tests import it; demo code shares nothing.
+//
+// The tests run against the local control plane that `make test` starts
+// (hack/localcluster), never against the cluster in the user's $KUBECONFIG:
+// they create and delete namespaces. Without a running control plane they
+// skip with a message, so `go test ./...` on a fresh clone says what to do;
+// under `make test` (DEMO_TEST_REQUIRE_CLUSTER=1) that is a failure.
+package demotest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// PartOf is the label every demo object carries.
+const PartOf = "app.kubernetes.io/part-of=client-go-demo"
+
+// Kubeconfig returns the local control plane's admin kubeconfig and points
+// $KUBECONFIG at it for the rest of the test, so a demo's run() finds it as
+// a user's shell would. $LOCALCLUSTER_KUBECONFIG overrides the default
+// <repo>/.localcluster/admin.kubeconfig.
+func Kubeconfig(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv("LOCALCLUSTER_KUBECONFIG")
+	if path == "" {
+		path = filepath.Join(repoRoot(t), ".localcluster", "admin.kubeconfig")
+	}
+	config, err := clientcmd.BuildConfigFromFlags("", path)
+	if err == nil {
+		config.Timeout = 5 * time.Second // one probe request, not a watch
+		var cs *kubernetes.Clientset
+		if cs, err = kubernetes.NewForConfig(config); err == nil {
+			_, err = cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(context.Background())
+		}
+	}
+	if err != nil {
+		msg := "no local control plane (" + err.Error() + "): run the tests with `make test`, which starts one"
+		if os.Getenv("DEMO_TEST_REQUIRE_CLUSTER") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Setenv("KUBECONFIG", path)
+	return path
+}
+
+// Config returns a rest.Config for the local control plane.
+func Config(t testing.TB) *rest.Config {
+	t.Helper()
+	config, err := clientcmd.BuildConfigFromFlags("", Kubeconfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config
+}
+
+// Client returns a clientset for the local control plane.
+func Client(t testing.TB) *kubernetes.Clientset {
+	t.Helper()
+	return kubernetes.NewForConfigOrDie(Config(t))
+}
+
+func repoRoot(t testing.TB) string {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		t.Fatalf("find the module root: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+// Namespace creates a namespace named prefix-xxxxx for one test, waits
+// until kube-controller-manager has published kube-root-ca.crt into it (so
+// object counts are stable), and deletes it when the test ends.
+func Namespace(t testing.TB, cs kubernetes.Interface, prefix string) string {
+	t.Helper()
+	ctx := context.Background()
+	ns, err := cs.CoreV1().Namespaces().Create(ctx,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().ConfigMaps(ns.Name).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("kube-root-ca.crt never appeared in %s", ns.Name)
+	}
+	return ns.Name
+}
+
+// NothingLeft waits until no labelled Pod, Deployment, ReplicaSet,
+// ConfigMap or Service is left in ns, and fails the test otherwise.
+func NothingLeft(t testing.TB, cs kubernetes.Interface, ns string) {
+	t.Helper()
+	var left []string
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		left = nil
+		opts := metav1.ListOptions{LabelSelector: PartOf}
+		add := func(kind string, names []string, err error) {
+			if err != nil {
+				left = append(left, kind+": "+err.Error())
+			}
+			for _, n := range names {
+				left = append(left, kind+"/"+n)
+			}
+		}
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, opts)
+		add("pod", names(pods, err), err)
+		deps, err := cs.AppsV1().Deployments(ns).List(ctx, opts)
+		add("deployment", names(deps, err), err)
+		rss, err := cs.AppsV1().ReplicaSets(ns).List(ctx, opts)
+		add("replicaset", names(rss, err), err)
+		cms, err := cs.CoreV1().ConfigMaps(ns).List(ctx, opts)
+		add("configmap", names(cms, err), err)
+		svcs, err := cs.CoreV1().Services(ns).List(ctx, opts)
+		add("service", names(svcs, err), err)
+		return len(left) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("left behind in %s: %v", ns, left)
+	}
+}
+
+// names lists the names of a list's items; nil for a failed list.
+func names(list runtime.Object, err error) []string {
+	if err != nil {
+		return nil
+	}
+	var out []string
+	_ = meta.EachListItem(list, func(o runtime.Object) error {
+		if m, err := meta.Accessor(o); err == nil {
+			out = append(out, m.GetName())
+		}
+		return nil
+	})
+	return out
+}
+
+// NamespaceStillThere fails if ns has gone, as a demo must never delete
+// what it did not create.
+func NamespaceStillThere(t testing.TB, cs kubernetes.Interface, ns string) {
+	t.Helper()
+	if _, err := cs.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		t.Fatalf("namespace %s vanished", ns)
+	}
+}
+
+// ImpersonatingKubeconfig writes a copy of the admin kubeconfig that acts
+// as user (by impersonation), who has no RBAC grants unless a test gives
+// them: every demo must then fail with one Forbidden line.
+func ImpersonatingKubeconfig(t testing.TB, user string) string {
+	t.Helper()
+	raw, err := clientcmd.LoadFromFile(Kubeconfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range raw.AuthInfos {
+		a.Impersonate = user
+	}
+	path := filepath.Join(t.TempDir(), user+".kubeconfig")
+	if err := clientcmd.WriteToFile(*raw, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// UnreachableKubeconfig writes a kubeconfig whose server refuses
+// connections.
+func UnreachableKubeconfig(t testing.TB) string {
+	t.Helper()
+	raw, err := clientcmd.LoadFromFile(Kubeconfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range raw.Clusters {
+		c.Server = "https://127.0.0.1:1"
+	}
+	path := filepath.Join(t.TempDir(), "unreachable.kubeconfig")
+	if err := clientcmd.WriteToFile(*raw, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Output is a goroutine-safe buffer for a demo's output. With Marker and
+// Cancel set, it cancels the run once the output contains Marker, like a
+// user pressing Ctrl-C at that point.
+type Output struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	Marker string
+	Cancel context.CancelFunc
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(p)
+	if o.Cancel != nil && o.Marker != "" && strings.Contains(o.buf.String(), o.Marker) {
+		o.Cancel()
+	}
+	return len(p), nil
+}
+
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// WaitFor polls cond every 50 ms until it is true or timeout passes, and
+// fails the test with what on timeout. Tests wait for states, never sleep.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true,
+		func(context.Context) (bool, error) { return cond(), nil })
+	if err != nil {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
