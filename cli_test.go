@@ -43,3 +43,21 @@ func TestCLIFilesAreCopies(t *testing.T) {
 		t.Fatal("found no demo folders")
 	}
 }
+
+// TestManifestIsTheFile keeps the manifest both READMEs explain and the
+// file the dynamic client demo decodes one and the same.
+func TestManifestIsTheFile(t *testing.T) {
+	file, err := os.ReadFile("dynamicclient/nginx-deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, readme := range []string{"README.md", "README.zh-CN.md"} {
+		b, err := os.ReadFile(readme)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, append(append([]byte("```yaml\n"), file...), "```\n"...)) {
+			t.Errorf("%s has no yaml block equal to dynamicclient/nginx-deployment.yaml", readme)
+		}
+	}
+}
