@@ -113,13 +113,16 @@ func Namespace(t testing.TB, cs kubernetes.Interface, prefix string) string {
 // ConfigMap or Service is left in ns, and fails the test otherwise.
 func NothingLeft(t testing.TB, cs kubernetes.Interface, ns string) {
 	t.Helper()
-	var left []string
+	// seen is the last complete listing, so a failure names the objects
+	// even when the last poll itself failed (a deadline, say).
+	var seen, listErrs []string
 	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		left = nil
+		var left []string
+		listErrs = nil
 		opts := metav1.ListOptions{LabelSelector: PartOf}
 		add := func(kind string, names []string, err error) {
 			if err != nil {
-				left = append(left, kind+": "+err.Error())
+				listErrs = append(listErrs, kind+": "+err.Error())
 			}
 			for _, n := range names {
 				left = append(left, kind+"/"+n)
@@ -135,10 +138,14 @@ func NothingLeft(t testing.TB, cs kubernetes.Interface, ns string) {
 		add("configmap", names(cms, err), err)
 		svcs, err := cs.CoreV1().Services(ns).List(ctx, opts)
 		add("service", names(svcs, err), err)
+		if len(listErrs) > 0 {
+			return false, nil
+		}
+		seen = left
 		return len(left) == 0, nil
 	})
 	if err != nil {
-		t.Fatalf("left behind in %s: %v", ns, left)
+		t.Fatalf("left behind in %s: %v (last list errors: %v)", ns, seen, listErrs)
 	}
 }
 
