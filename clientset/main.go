@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -35,6 +36,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	podTimeout := fs.Duration("pod-timeout", 3*time.Minute, "how long each wait for Pods may take (image pulls on a real cluster take a while)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
+	}
+	if *podTimeout <= 0 {
+		return usagef("-pod-timeout %s: want a positive duration", *podTimeout)
 	}
 	config, ns, err := kube.load()
 	if err != nil {
@@ -71,7 +75,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		defer cancel()
 		derr := deployments.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
 		if derr != nil && !apierrors.IsNotFound(derr) {
-			err = errors.Join(err, fmt.Errorf("delete deployment %s: %w", name, derr))
+			err = errors.Join(err, fmt.Errorf("delete deployment %s: %w", name, explain(derr)))
 		}
 	}()
 	rctx, cancel = context.WithTimeout(ctx, requestTimeout)
@@ -172,9 +176,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 // nginxDeployment is the Deployment of our notes as typed Go structs. The
 // Pod template carries our label too, so the ReplicaSet and the Pods the
 // controllers make from it are found with -l like everything else.
+//
+// The notes select run: nginx alone; we add a label unique to the run.
+// `kubectl run nginx` labels its Pod run=nginx too, and so does another
+// run of this demo, and the waits count every Pod the selector matches:
+// two workloads' selectors must never overlap.
 func nginxDeployment() *appsv1.Deployment {
-	selector := map[string]string{"run": "nginx"}
-	podLabels := map[string]string{"run": "nginx", partOfKey: partOfValue}
+	const instanceKey = "app.kubernetes.io/instance"
+	runID := "demo-" + demoName + "-" + utilrand.String(5)
+	selector := map[string]string{"run": "nginx", instanceKey: runID}
+	podLabels := map[string]string{"run": "nginx", instanceKey: runID, partOfKey: partOfValue}
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: "demo-" + demoName + "-",

@@ -56,11 +56,11 @@ func TestClientsetDemo(t *testing.T) {
 		`created demo-clientset-\w{5}: resourceVersion \d+, generation 1, uid [0-9a-f-]{36}\n`,
 		`(?m)^Step 3: list Deployments by label`,
 		`  1 deployment\(s\) with label app.kubernetes.io/part-of=client-go-demo, list resourceVersion \d+\n`,
-		`  pods with run=nginx: 3 running\n`,
+		`  pods with app.kubernetes.io/instance=demo-clientset-\w{5},run=nginx: 3 running\n`,
 		`(?m)^Step 4: an update from a stale read gets 409 Conflict`,
 		`update with resourceVersion \d+: Operation cannot be fulfilled on deployments.apps "demo-clientset-\w{5}": the object has been modified`,
 		`  scaled to 1 replica \(attempts: [1-4]\)\n`, // more than 1 if the controller wrote in between
-		`  pods with run=nginx: 1 running\n`,
+		`  pods with app.kubernetes.io/instance=demo-clientset-\w{5},run=nginx: 1 running\n`,
 		`(?m)^Step 5: server-side apply`,
 		`  managedFields after Create: demo-clientset \(Update\)\n`,
 		`  image-updater without Force: Apply failed with 1 conflict: conflict with "demo-clientset" using apps/v1: .spec.template.spec.containers\[name="nginx"\].image\n`,
@@ -69,7 +69,7 @@ func TestClientsetDemo(t *testing.T) {
 		`  ExtractDeployment\(image-updater\): {"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"demo-clientset-\w{5}","namespace":"` + ns + `"},"spec":{"template":{"spec":{"containers":\[{"name":"nginx","image":"nginx:1.19.10"}\]}}}}\n`,
 		`  image-updater applies it with nginx:1.20.2, no Force needed: image now nginx:1.20.2\n`,
 		`(?m)^Step 6: delete with Foreground propagation`,
-		`  pods with run=nginx: none left\n  deployment demo-clientset-\w{5} is gone\n$`,
+		`  pods with app.kubernetes.io/instance=demo-clientset-\w{5},run=nginx: none left\n  deployment demo-clientset-\w{5} is gone\n$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(got) {
 			t.Errorf("output lacks %s\noutput:\n%s", re, got)
@@ -287,6 +287,7 @@ func TestClientsetErrors(t *testing.T) {
 			want: `create deployment in namespace "` + ns + `": forbidden by RBAC: deployments.apps is forbidden: User "nobody" cannot create resource "deployments" in API group "apps" in the namespace "` + ns + `"`},
 		{name: "unreachable", args: []string{"-kubeconfig", unreachable}, want: "dial tcp 127.0.0.1:1: connect: connection refused"},
 		{name: "bad flag", args: []string{"-pod-timeout", "soon"}, want: `invalid value "soon" for flag -pod-timeout`, usage: true},
+		{name: "bad pod timeout", args: []string{"-pod-timeout", "0s"}, want: "-pod-timeout 0s: want a positive duration", usage: true},
 		{name: "arguments", args: []string{"nginx"}, want: `unexpected arguments ["nginx"]`, usage: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -317,11 +318,40 @@ func TestClientsetErrors(t *testing.T) {
 	demotest.NothingLeft(t, cs, ns)
 }
 
+// A Pod labelled run=nginx that is not the demo's, as `kubectl run nginx`
+// leaves behind: the demo's selector does not match it, so the waits do
+// not count it and no ReplicaSet of the demo adopts or deletes it.
+func TestClientsetLeavesOtherNginxPodsAlone(t *testing.T) {
+	cs := demotest.Client(t)
+	ns := demotest.Namespace(t, cs, "test-clientset")
+	ctx := context.Background()
+	bystander, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "nginx", Labels: map[string]string{"run": "nginx"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx", Image: "nginx:1.17.1"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out demotest.Output
+	if err := run(ctx, []string{"-n", ns, "-pod-timeout", "1m"}, &out); err != nil {
+		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
+	}
+	p, err := cs.CoreV1().Pods(ns).Get(ctx, bystander.Name, metav1.GetOptions{})
+	switch {
+	case err != nil:
+		t.Fatalf("the other run=nginx Pod: %v", err)
+	case p.UID != bystander.UID || p.DeletionTimestamp != nil || len(p.OwnerReferences) > 0:
+		t.Errorf("the other run=nginx Pod was touched: uid %s (was %s), deletionTimestamp %v, owners %v",
+			p.UID, bystander.UID, p.DeletionTimestamp, p.OwnerReferences)
+	}
+	demotest.NothingLeft(t, cs, ns)
+}
+
 // Ctrl-C at two points: the deferred delete still removes the Deployment,
 // and the garbage collector its ReplicaSet and Pods.
 func TestClientsetInterruptedCleansUp(t *testing.T) {
 	cs := demotest.Client(t)
-	for _, marker := range []string{"pods with run=nginx: 3 running", "Step 6:"} {
+	for _, marker := range []string{"run=nginx: 3 running", "Step 6:"} {
 		t.Run(marker, func(t *testing.T) {
 			ns := demotest.Namespace(t, cs, "test-clientset")
 			ctx, cancel := context.WithCancel(context.Background())
@@ -387,7 +417,9 @@ func TestWaitsPollThroughTransientErrors(t *testing.T) {
 	}{
 		{"forbidden", apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New("no RBAC")), apierrors.IsForbidden},
 		{"unauthorized", apierrors.NewUnauthorized("token expired"), apierrors.IsUnauthorized},
-		{"namespace gone", apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, ns), apierrors.IsNotFound},
+		// A 404 to a LIST: the resource is not served (a CRD removed, say).
+		// A namespace that does not exist is no error: the LIST answers 200.
+		{"not found", apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, ""), apierrors.IsNotFound},
 		{"bad request", apierrors.NewBadRequest("unable to parse requirement"), apierrors.IsBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -85,9 +85,10 @@ func poll(ctx context.Context, timeout time.Duration, cond func(context.Context)
 // transient reports whether a failed request may succeed when asked again:
 // the server was overloaded (429), timed out, failed inside (500), was
 // unavailable (503), or the connection broke or was refused (an API server
-// restarting). Forbidden, Unauthorized, Invalid or a namespace that does not
-// exist will not change by waiting. Our own deadline or Ctrl-C is not
-// transient either: it ends the wait.
+// restarting). Forbidden, Unauthorized, BadRequest or NotFound will not
+// change by waiting. Our own deadline or Ctrl-C is not transient either: it
+// ends the wait. (A LIST in a namespace that does not exist is no error at
+// all: the server answers 200 with no items.)
 func transient(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false

@@ -37,6 +37,9 @@ func main() {
 	// list: a program that asks for SIGPIPE gets it for every broken socket
 	// too (a dropped API server connection), not only for stdout.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Once cancelled, signals are ours again: a second Ctrl-C during a slow
+	// cleanup ends the program at once.
+	context.AfterFunc(ctx, stop)
 	// Ignoring SIGPIPE turns a write to a closed stdout (go run ./demo | head)
 	// into an EPIPE error instead of killing the process mid-run, and
 	// stdoutWriter turns that error into a cancel, so cleanup still runs.

@@ -68,8 +68,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fmt.Fprintf(stdout, "  APIPath %s, GroupVersion %s, ContentType %q (empty means JSON), QPS %v, Burst %d, UserAgent %s\n",
 		coreConfig.APIPath, coreConfig.GroupVersion, coreConfig.ContentType, coreConfig.QPS, coreConfig.Burst, coreConfig.UserAgent)
 
-	// Step 4: RESTClientFor needs a GroupVersion; paths outside every
-	// group (/version, /healthz) need UnversionedRESTClientFor.
+	// Step 4: RESTClientFor requires a GroupVersion and puts APIPath/group/
+	// version before every path; UnversionedRESTClientFor requires none, for
+	// paths outside any group (/version, /healthz), set whole with AbsPath.
 	fmt.Fprintln(stdout, "Step 4: create the clients with RESTClientFor and UnversionedRESTClientFor")
 	coreClient, err := rest.RESTClientFor(coreConfig)
 	if err != nil {
@@ -98,16 +99,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	runID := "demo-restclient-" + utilrand.String(5)
 	selector := instanceKey + "=" + runID
 	// One DeleteCollection for all of this run's Pods, deferred before the
-	// first create: a create cut short by Ctrl-C may still reach the server.
+	// first create: a create cut short (Ctrl-C, -timeout) may still have
+	// reached the server.
 	mayExist := false
 	defer func() { err = errors.Join(err, deletePods(ctx, coreClient, ns, selector, mayExist, stdout)) }()
 	fmt.Fprintln(stdout, `  create a Pod: Post().Namespace(ns).Resource("pods").Body(pod)`)
-	var pod corev1.Pod
-	if err := coreClient.Post().Namespace(ns).Resource("pods").Body(newPod(runID)).Timeout(*timeout).Do(ctx).Into(&pod); err != nil {
+	// Into decodes onto the object it is given (JSON: maps merge, absent
+	// fields keep old values), so each answer gets a fresh variable.
+	var created corev1.Pod
+	if err := coreClient.Post().Namespace(ns).Resource("pods").Body(newPod(runID)).Timeout(*timeout).Do(ctx).Into(&created); err != nil {
 		return fmt.Errorf("create pod in namespace %q: %w", ns, explain(err))
 	}
 	mayExist = true
-	fmt.Fprintf(stdout, "  created pod %s (resourceVersion %s); %d more to list in pages:\n", pod.Name, pod.ResourceVersion, *pods-1)
+	name := created.Name
+	fmt.Fprintf(stdout, "  created pod %s (resourceVersion %s); %d more to list in pages:\n", name, created.ResourceVersion, *pods-1)
 	for range *pods - 1 {
 		if err := coreClient.Post().Namespace(ns).Resource("pods").Body(newPod(runID)).Timeout(*timeout).Do(ctx).Error(); err != nil {
 			return fmt.Errorf("create pod in namespace %q: %w", ns, explain(err))
@@ -115,8 +120,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 
 	fmt.Fprintln(stdout, `  get it back: Get().Namespace(ns).Resource("pods").Name(name).Do(ctx).Into(&pod)`)
-	if err := coreClient.Get().Namespace(ns).Resource("pods").Name(pod.Name).Timeout(*timeout).Do(ctx).Into(&pod); err != nil {
-		return fmt.Errorf("get pod %s: %w", pod.Name, explain(err))
+	var pod corev1.Pod
+	if err := coreClient.Get().Namespace(ns).Resource("pods").Name(name).Timeout(*timeout).Do(ctx).Into(&pod); err != nil {
+		return fmt.Errorf("get pod %s: %w", name, explain(err))
 	}
 	// Not the phase: it moves from Pending to Running while the scheduler
 	// and the node work, so two runs would print different lines.
@@ -132,18 +138,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	// A JSON merge patch sends only what changes; the server merges it.
 	fmt.Fprintln(stdout, "  patch a label: Patch(types.MergePatchType).Body(...)")
 	patch := []byte(`{"metadata":{"labels":{"demo-step":"patched"}}}`)
-	if err := coreClient.Patch(types.MergePatchType).Namespace(ns).Resource("pods").Name(pod.Name).
-		Body(patch).Timeout(*timeout).Do(ctx).Into(&pod); err != nil {
-		return fmt.Errorf("patch pod %s: %w", pod.Name, explain(err))
+	var patched corev1.Pod
+	if err := coreClient.Patch(types.MergePatchType).Namespace(ns).Resource("pods").Name(name).
+		Body(patch).Timeout(*timeout).Do(ctx).Into(&patched); err != nil {
+		return fmt.Errorf("patch pod %s: %w", name, explain(err))
 	}
-	fmt.Fprintf(stdout, "  label demo-step=%s, resourceVersion now %s\n", pod.Labels["demo-step"], pod.ResourceVersion)
+	fmt.Fprintf(stdout, "  label demo-step=%s, resourceVersion now %s\n", patched.Labels["demo-step"], patched.ResourceVersion)
 
 	fmt.Fprintln(stdout, `  delete it: Delete().Namespace(ns).Resource("pods").Name(name)`)
-	if err := coreClient.Delete().Namespace(ns).Resource("pods").Name(pod.Name).Timeout(*timeout).Do(ctx).Error(); err != nil {
-		return fmt.Errorf("delete pod %s: %w", pod.Name, explain(err))
+	if err := coreClient.Delete().Namespace(ns).Resource("pods").Name(name).Timeout(*timeout).Do(ctx).Error(); err != nil {
+		return fmt.Errorf("delete pod %s: %w", name, explain(err))
 	}
 
-	// Protobuf is smaller and cheaper to decode than JSON.
 	fmt.Fprintln(stdout, "Content negotiation: the same list as JSON and as protobuf")
 	if err := compareEncodings(ctx, coreConfig, ns, selector, *timeout, stdout); err != nil {
 		return err
@@ -164,16 +170,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		Timeout(*timeout).Do(ctx).Into(&deploy); err != nil {
 		return fmt.Errorf("create deployment in namespace %q: %w", ns, explain(err))
 	}
-	// Deleting a Deployment lets the garbage collector delete its
-	// ReplicaSet: a Deployment's default propagation is background.
-	defer func() {
-		cctx, cancel := cleanupContext(ctx)
-		defer cancel()
-		derr := appsClient.Delete().Namespace(ns).Resource("deployments").Name(deploy.Name).Do(cctx).Error()
-		if derr != nil && !apierrors.IsNotFound(derr) {
-			err = errors.Join(err, fmt.Errorf("delete deployment %s: %w", deploy.Name, explain(derr)))
-		}
-	}()
+	defer func() { err = errors.Join(err, deleteDeployment(ctx, appsClient, ns, deploy.Name)) }()
 	fmt.Fprintf(stdout, "  created deployment %s\n", deploy.Name)
 	fmt.Fprintln(stdout, "Cleanup: delete everything this demo created")
 	return nil
@@ -224,10 +221,24 @@ func deletePods(ctx context.Context, c *rest.RESTClient, ns, selector string, ma
 	return nil
 }
 
-// compareEncodings lists the same Pods as JSON and as protobuf and prints
-// the size of each response. The protobuf client keeps JSON in its Accept
-// header as the fallback, for resources without a protobuf encoding
-// (custom resources).
+// deleteDeployment deletes the Deployment; the garbage collector then
+// deletes its ReplicaSet, because a Deployment's default propagation is
+// background. It runs deferred, with cleanupContext, so it still reaches
+// the server after Ctrl-C.
+func deleteDeployment(ctx context.Context, c *rest.RESTClient, ns, name string) error {
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	err := c.Delete().Namespace(ns).Resource("deployments").Name(name).Do(cctx).Error()
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete deployment %s: %w", name, explain(err))
+	}
+	return nil
+}
+
+// compareEncodings lists the same Pods as JSON and as protobuf (smaller,
+// and cheaper to decode) and prints the size of each response. The
+// protobuf client keeps JSON in its Accept header as the fallback, for
+// resources without a protobuf encoding (custom resources).
 func compareEncodings(ctx context.Context, config *rest.Config, ns, selector string, timeout time.Duration, stdout io.Writer) error {
 	protoConfig := rest.CopyConfig(config)
 	protoConfig.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"

@@ -113,8 +113,8 @@ func TestRestclientDemo(t *testing.T) {
 	demotest.WaitFor(t, 30*time.Second, "5 Pods added, the first one patched, all 5 deleted", func() bool {
 		added, deleted, patched := pods.names(watch.Added), pods.names(watch.Deleted), false
 		for _, ev := range pods.all() {
-			p := ev.Object.(*corev1.Pod)
-			patched = patched || ev.Type == watch.Modified && p.Name == first[1] && p.Labels["demo-step"] == "patched"
+			p, ok := ev.Object.(*corev1.Pod) // an ERROR event carries a *metav1.Status
+			patched = patched || ok && ev.Type == watch.Modified && p.Name == first[1] && p.Labels["demo-step"] == "patched"
 		}
 		return len(added) == 5 && added[first[1]] && patched && len(deleted) == 5 && sameKeys(added, deleted)
 	})
