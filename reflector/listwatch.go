@@ -5,19 +5,49 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/watch"
+	clientfeatures "k8s.io/client-go/features"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
+
+// watchListMode overrides client-go's WatchListClient feature gate for the
+// -mode flag. client-go reads its gates through clientfeatures; a program
+// that wants its own switch replaces them, once, before first use.
+var (
+	watchListMode atomic.Int32 // 0: follow the gate (KUBE_FEATURE_WatchListClient), 1: on, 2: off
+	installGates  sync.Once
+)
+
+type gates struct{ clientfeatures.Gates }
+
+func (g gates) Enabled(f clientfeatures.Feature) bool {
+	if f == clientfeatures.WatchListClient && watchListMode.Load() != 0 {
+		return watchListMode.Load() == 1
+	}
+	return g.Gates.Enabled(f)
+}
+
+// setWatchListMode makes the Reflectors created from now on fill their
+// cache by "list" (LIST then WATCH) or "watchlist" (one streaming WATCH),
+// or, for "", as the WatchListClient gate says. NewReflector reads the gate.
+func setWatchListMode(mode string) {
+	installGates.Do(func() { clientfeatures.ReplaceFeatureGates(gates{clientfeatures.FeatureGates()}) })
+	watchListMode.Store(map[string]int32{"": 0, "watchlist": 1, "list": 2}[mode])
+}
 
 // visibleListWatch is a cache.ListWatch that prints every call the Reflector
 // makes, with the options it chose, the equivalent curl through
@@ -62,6 +92,13 @@ func (v *visibleListWatch) watchCount() int {
 	return v.watches
 }
 
+// calls returns the LIST and WATCH calls so far and their curls.
+func (v *visibleListWatch) calls() (lists, watches int, curls []string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.lists, v.watches, slices.Clone(v.curls)
+}
+
 func (v *visibleListWatch) listerWatcher() cache.ListerWatcher {
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
@@ -102,21 +139,32 @@ func (v *visibleListWatch) listerWatcher() cache.ListerWatcher {
 			curlOpts.Watch = true
 			v.printCurl(curlOpts)
 			v.mu.Unlock()
+			start := time.Now() // the Reflector, too, times a watch from its request
 			w, err := v.watch(ctx, opts)
 			if err != nil {
 				v.failed("watch", err)
 				return nil, err
 			}
-			return v.visibleWatch(ctx, w), nil
+			return v.visibleWatch(ctx, w, start), nil
 		},
 	}
 }
 
-// failed prints an error. Before the first sync it also ends the demo:
-// retrying a Forbidden or an unreachable server forever teaches nothing.
+// failed prints an error and what the Reflector does next
+// (tools/cache/reflector.go). Before the first sync an error that retrying
+// cannot cure also ends the demo: retrying a Forbidden or an unreachable
+// server for ever teaches nothing.
 func (v *visibleListWatch) failed(call string, err error) {
-	v.printf("  -> %s failed: %v\n", call, err)
-	if !v.synced() {
+	next := "the Reflector lists again, after its back-off"
+	switch {
+	case call == "watch" && (utilnet.IsConnectionRefused(err) || apierrors.IsTooManyRequests(err)):
+		next = "connection refused or 429: the Reflector backs off, then watches again from the same resourceVersion"
+	case call == "list" && (apierrors.IsResourceExpired(err) || apierrors.IsGone(err) ||
+		apierrors.HasStatusCause(err, metav1.CauseTypeResourceVersionTooLarge)):
+		next = `that resourceVersion is unavailable: the Reflector lists again at once, with resourceVersion=""`
+	}
+	v.printf("  -> %s failed: %v (%s)\n", call, err, next)
+	if !v.synced() && !transient(err) {
 		select {
 		case v.errs <- fmt.Errorf("%s %s: %w", call, v.resource, explain(err)):
 		default:
@@ -125,12 +173,14 @@ func (v *visibleListWatch) failed(call string, err error) {
 }
 
 // visibleWatch forwards a watch's events, printing the ones the store never
-// sees: bookmarks, errors, and the end of the stream.
-func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface) watch.Interface {
+// sees: bookmarks, errors, and the end of the stream with what the
+// Reflector does next (tools/cache/reflector.go, watch and handleAnyWatch).
+func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface, start time.Time) watch.Interface {
 	out := make(chan watch.Event)
 	done := make(chan struct{})
 	go func() {
 		defer close(out)
+		events, sawError := 0, false
 		for ev := range w.ResultChan() {
 			if ctx.Err() != nil { // the Reflector is stopping: what follows is noise
 				return
@@ -140,6 +190,7 @@ func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface) 
 				return
 			default:
 			}
+			events++
 			switch ev.Type {
 			case watch.Bookmark:
 				m, _ := meta.Accessor(ev.Object)
@@ -153,11 +204,17 @@ func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface) 
 					}
 				}
 			case watch.Error:
+				// An error after the watch began comes as an event in the
+				// 200 response, not as an HTTP status.
+				sawError = true
 				err := apierrors.FromObject(ev.Object)
-				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-					v.printf("  ERROR event: %v (410 Gone: the resourceVersion is too old; the Reflector must relist)\n", err)
-				} else {
-					v.printf("  ERROR event: %v\n", err)
+				switch {
+				case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
+					v.printf("  ERROR event: %v (410 Gone inside the 200 watch stream: the resourceVersion is older than the watch cache holds; the Reflector lists again at its last resourceVersion, %s)\n", err, v.lastRV())
+				case apierrors.IsTooManyRequests(err):
+					v.printf("  ERROR event: %v (429: the Reflector backs off, then watches again)\n", err)
+				default:
+					v.printf("  ERROR event: %v (the Reflector lists again, after its back-off)\n", err)
 				}
 			}
 			select {
@@ -170,7 +227,13 @@ func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface) 
 		case <-done:
 		case <-ctx.Done():
 		default:
-			v.printf("  watch stream ended (server timeout, restart or connection loss); the Reflector will re-watch from resourceVersion %s\n", v.lastRV())
+			switch {
+			case sawError: // the line above said what follows
+			case events == 0 && time.Since(start) < time.Second:
+				v.printf("  watch stream ended within a second, without events: the Reflector takes it for an error and lists again, after its back-off\n")
+			default:
+				v.printf("  watch stream ended (its timeout, a server restart or a lost connection): the Reflector watches again at once from resourceVersion %s\n", v.lastRV())
+			}
 		}
 	}()
 	return &stoppable{Interface: w, out: out, done: done}
@@ -233,16 +296,15 @@ func listOptions(o metav1.ListOptions) string {
 }
 
 // visibleStore is the Reflector's store: a plain cache.Store that prints each
-// change as it lands.
+// change as it lands and remembers which object versions it was given.
 type visibleStore struct {
 	cache.Store
 	out      io.Writer
-	mu       sync.Mutex
+	ns       string
 	replaced chan struct{} // closed at the first Replace: the store is synced
 	once     sync.Once
-	changed  chan struct{} // a tick on every change, for waiting
-	ns       string
-	seen     map[string]bool // name@resourceVersion of every Add and Update
+	mu       sync.Mutex
+	seen     map[string]bool // name@resourceVersion of every object delivered
 }
 
 func newVisibleStore(out io.Writer, ns string) *visibleStore {
@@ -252,41 +314,47 @@ func newVisibleStore(out io.Writer, ns string) *visibleStore {
 		ns:       ns,
 		seen:     map[string]bool{},
 		replaced: make(chan struct{}),
-		changed:  make(chan struct{}, 1),
 	}
 }
 
-func (s *visibleStore) Add(obj any) error { s.print("ADDED  ", obj); return s.notify(s.Store.Add(obj)) }
-func (s *visibleStore) Update(obj any) error {
-	s.print("UPDATED", obj)
-	return s.notify(s.Store.Update(obj))
-}
-func (s *visibleStore) Delete(obj any) error {
-	s.print("DELETED", obj)
-	return s.notify(s.Store.Delete(obj))
-}
+func (s *visibleStore) Add(obj any) error    { s.print("ADDED  ", obj); return s.Store.Add(obj) }
+func (s *visibleStore) Update(obj any) error { s.print("UPDATED", obj); return s.Store.Update(obj) }
+func (s *visibleStore) Delete(obj any) error { s.print("DELETED", obj); return s.Store.Delete(obj) }
 
-// Replace is how a List (or a WatchList's initial events) lands: the whole
-// content at once, with the resourceVersion it is consistent with.
+// Replace is how a LIST (or a WatchList's initial events) lands: the whole
+// content at once, with the resourceVersion it is consistent with. A
+// change the watch missed (while the API server was down, say) arrives
+// here, in a relist, rather than as an event.
 func (s *visibleStore) Replace(list []any, rv string) error {
 	fmt.Fprintf(s.out, "  store REPLACE: %d objects at resourceVersion %s\n", len(list), rv)
+	for _, obj := range list {
+		s.record(obj)
+	}
 	err := s.Store.Replace(list, rv)
 	s.once.Do(func() { close(s.replaced) })
-	return s.notify(err)
+	return err
 }
 
 func (s *visibleStore) print(what string, obj any) {
+	if m := s.record(obj); m != nil {
+		fmt.Fprintf(s.out, "  store %s %s resourceVersion %s\n", what, m.GetName(), m.GetResourceVersion())
+	}
+}
+
+// record remembers that obj, at its resourceVersion, reached the store.
+func (s *visibleStore) record(obj any) metav1.Object {
 	m, err := meta.Accessor(obj)
 	if err != nil {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	s.seen[m.GetName()+"@"+m.GetResourceVersion()] = true
 	s.mu.Unlock()
-	fmt.Fprintf(s.out, "  store %s %s resourceVersion %s\n", what, m.GetName(), m.GetResourceVersion())
+	return m
 }
 
-// saw reports whether an event for name at rv has reached the store.
+// saw reports whether name at rv has reached the store, by an event or a
+// relist.
 func (s *visibleStore) saw(name, rv string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -295,14 +363,6 @@ func (s *visibleStore) saw(name, rv string) bool {
 
 // key is the store key of an object in the demo's namespace.
 func (s *visibleStore) key(name string) string { return s.ns + "/" + name }
-
-func (s *visibleStore) notify(err error) error {
-	select {
-	case s.changed <- struct{}{}:
-	default:
-	}
-	return err
-}
 
 func (s *visibleStore) synced() bool {
 	select {

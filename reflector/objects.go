@@ -30,7 +30,7 @@ type objects struct {
 }
 
 func newObjects(cs kubernetes.Interface, resource, ns string) objects {
-	labels := map[string]string{"app.kubernetes.io/part-of": "client-go-demo", "app.kubernetes.io/name": "reflector"}
+	labels := map[string]string{partOfKey: partOfValue, "app.kubernetes.io/name": "reflector"}
 	meta := metav1.ObjectMeta{GenerateName: "demo-reflector-", Labels: labels}
 	byLabel := metav1.ListOptions{LabelSelector: partOf + ",app.kubernetes.io/name=reflector"}
 	if resource == "pods" {
