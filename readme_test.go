@@ -21,9 +21,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"client-go-demo/internal/demotest"
 )
 
-var update = flag.Bool("update", false, "rewrite the README output blocks from a real run in the kubeconfig's namespace")
+var (
+	update = flag.Bool("update", false, "rewrite the README output blocks from a real run in the kubeconfig's namespace")
+	only   = flag.String("only", "", "with -update or without: only this demo folder (e.g. restclient)")
+)
 
 var demos = []string{"restclient", "clientset", "dynamicclient", "discoveryclient", "reflector"}
 
@@ -124,11 +129,12 @@ func blocks(t *testing.T, readme string, demo string) []block {
 // TestREADMEOutput runs each command shown in a demo README and compares
 // what it prints with the README, masking what changes from run to run.
 func TestREADMEOutput(t *testing.T) {
-	path := os.Getenv("KUBECONFIG")
-	if path == "" {
-		t.Fatal("KUBECONFIG is not set: run the tests with `make test`, which starts a local control plane")
-	}
+	path := demotest.Kubeconfig(t)
 	bin := t.TempDir()
+	demos := demos
+	if *only != "" {
+		demos = []string{*only}
+	}
 	for _, d := range demos {
 		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, d), "./"+d).CombinedOutput(); err != nil {
 			t.Fatalf("build %s: %v\n%s", d, err, out)
@@ -210,34 +216,51 @@ func namespacedKubeconfig(t *testing.T, path string) (string, string) {
 	return out, ns.Name
 }
 
-// mask replaces what differs between runs: generated names, UIDs,
-// resourceVersions and other large numbers, durations, continue tokens, the
-// namespace, and column padding. Periodic bookmarks are dropped, and with
-// dropCRDs, lines about other tests' custom resources (*.example.com).
+// masks replace what differs between runs, and nothing else: generated
+// names, UIDs, resourceVersions, continue tokens, durations, sizes that
+// contain those, the Reflector's random watch timeout. Counts, columns and
+// every other number must match the README exactly.
+var masks = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`demo-(restclient|clientset|dynamicclient|reflector)-[a-z0-9]{5}`), "demo-$1-xxxxx"},
+	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), "UID"},
+	{regexp.MustCompile(`continue=[A-Za-z0-9_%-]+`), "continue=TOKEN"},
+	{regexp.MustCompile(`\(attempts: \d+\)`), "(attempts: N)"}, // a controller may write in between
+	// One request per group/version: any CRD on the server adds one.
+	{regexp.MustCompile(`(legacy discovery \(one per group/version\)) +\d+ requests`), "$1 N requests"},
+	// resourceVersion 123, resourceVersion="123", LastSyncResourceVersion is
+	// now 123, resourceVersions [12 13 14]: etcd revisions.
+	{regexp.MustCompile(`(?i)(resourceversions?(?: is now| now)?[ =:]"?)\d+`), "${1}RV"},
+	{regexp.MustCompile(`(?i)(resourceversions? )\[[\d ]+\]`), "${1}[RVs]"},
+	{regexp.MustCompile(`timeoutSeconds=\d+`), "timeoutSeconds=N"},
+	{regexp.MustCompile(`\b\d+ bytes\b`), "N bytes"},
+	{regexp.MustCompile(`\b\d+(\.\d+)?(ns|µs|ms|s|m)\b`), "DURATION"},
+}
+
+// mask applies masks line by line. Column padding is collapsed only on a
+// line that a mask changed, where a value of another width moved the
+// columns; every other line must match to the space.
 func mask(s, ns string, dropCRDs bool) string {
 	if ns != "" {
 		s = strings.ReplaceAll(s, ns, "default")
 	}
-	for _, r := range []struct{ re, with string }{
-		{`demo-(restclient|clientset|dynamicclient|reflector)-[a-z0-9]{5}`, "demo-$1-xxxxx"},
-		{`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`, "UID"},
-		{`continue=[A-Za-z0-9_%-]+`, "continue=TOKEN"},
-		{`\(attempts: \d+\)`, "(attempts: N)"}, // a controller may write in between
-		// One request per group/version: any CRD on the server adds one.
-		{`(legacy discovery \(one per group/version\)) +\d+ requests`, "$1 N requests"},
-		{`\b\d+(\.\d+)?(ns|µs|ms|s|m)\b`, "DURATION"},
-		{`\b\d{3,}\b`, "N"},
-		{`(\S) {2,}`, "$1 "},
-	} {
-		s = regexp.MustCompile(r.re).ReplaceAllString(s, r.with)
-	}
+	padding := regexp.MustCompile(`(\S) {2,}`)
 	var lines []string
 	for _, l := range strings.Split(s, "\n") {
+		orig := l
+		for _, m := range masks {
+			l = m.re.ReplaceAllString(l, m.with)
+		}
+		if l != orig {
+			l = padding.ReplaceAllString(l, "$1 ")
+		}
 		switch {
 		case dropCRDs && strings.Contains(l, ".example.com"):
 		// The API server sends a periodic BOOKMARK whenever its timer says,
 		// sometimes within the second a demo runs.
-		case strings.Contains(l, "BOOKMARK resourceVersion N: no object changed"):
+		case strings.Contains(l, "BOOKMARK resourceVersion RV: no object changed"):
 		default:
 			lines = append(lines, l)
 		}
@@ -262,4 +285,28 @@ func diff(want, got string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestMaskKeepsWhatMatters: the masks hide what changes between runs, not
+// counts or columns.
+func TestMaskKeepsWhatMatters(t *testing.T) {
+	for _, c := range []struct{ a, b string }{
+		{"  listed 5 pods in all", "  listed 6 pods in all"},
+		{"  Check: 1000 configmaps", "  Check: 1001 configmaps"},
+		{"NAME   SHORTNAMES", "NAME SHORTNAMES"},
+		{"  created pod demo-restclient-abcde (resourceVersion 12); 4 more", "  created pod demo-restclient-abcde (resourceVersion 12); 5 more"},
+	} {
+		if mask(c.a, "", false) == mask(c.b, "", false) {
+			t.Errorf("mask hides the difference between %q and %q", c.a, c.b)
+		}
+	}
+	for _, c := range []struct{ a, b string }{
+		{"store ADDED demo-reflector-abcde resourceVersion 999;  x", "store ADDED demo-reflector-fghij resourceVersion 1000; x"},
+		{`WATCH resourceVersion="12" timeoutSeconds=301`, `WATCH resourceVersion="1234" timeoutSeconds=587`},
+		{"  application/json   14693 bytes", "  application/json   9 bytes"},
+	} {
+		if mask(c.a, "", false) != mask(c.b, "", false) {
+			t.Errorf("mask does not equate %q and %q", c.a, c.b)
+		}
+	}
 }
