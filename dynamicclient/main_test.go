@@ -305,7 +305,17 @@ func TestDynamicclientNamesRefused(t *testing.T) {
 	if _, err := crds.Create(ctx, claim, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = crds.Delete(context.Background(), claim.GetName(), metav1.DeleteOptions{}) })
+	// A CRD holds its names until it is gone, Terminating included: wait,
+	// or the next test's CRD would meet the same conflict.
+	t.Cleanup(func() {
+		if err := crds.Delete(context.Background(), claim.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete CRD %s: %v", claim.GetName(), err)
+		}
+		demotest.WaitFor(t, time.Minute, "CRD "+claim.GetName()+" to be gone", func() bool {
+			_, err := crds.Get(context.Background(), claim.GetName(), metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+	})
 	if err := waitEstablished(ctx, crds, claim.GetName(), 30*time.Second); err != nil {
 		t.Fatalf("the CRD that claims the short name ct: %v", err)
 	}

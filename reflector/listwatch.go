@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -68,6 +69,10 @@ type visibleListWatch struct {
 	watch    func(context.Context, metav1.ListOptions) (watch.Interface, error)
 	bookmark chan string   // resourceVersions of bookmarks, for -bookmark-wait
 	lastRV   func() string // the Reflector's LastSyncResourceVersion
+	// watchList is set at the first WatchList request: the Reflector
+	// starts over with a WatchList, not a LIST (its choice is made once,
+	// in NewReflector).
+	watchList atomic.Bool
 }
 
 // newVisibleListWatch prints to out the calls it makes for objs in ns; its
@@ -107,7 +112,10 @@ func (v *visibleListWatch) listerWatcher() cache.ListerWatcher {
 			v.mu.Lock()
 			v.lists++
 			what := "LIST"
-			if v.lists > 1 || v.watches > 0 {
+			switch {
+			case v.watchList.Load(): // a Reflector in WatchList mode lists only then
+				what = "LIST (fallback: the WatchList failed)"
+			case v.lists > 1 || v.watches > 0:
 				what = "LIST (relist: the Reflector starts over)"
 			}
 			v.printf("%s %s\n", what, listOptions(opts))
@@ -115,7 +123,7 @@ func (v *visibleListWatch) listerWatcher() cache.ListerWatcher {
 			v.mu.Unlock()
 			obj, err := v.list(ctx, opts)
 			if err != nil {
-				v.failed("list", err)
+				v.failed("list", err, false)
 				return nil, err
 			}
 			items, _ := meta.ExtractList(obj)
@@ -125,10 +133,14 @@ func (v *visibleListWatch) listerWatcher() cache.ListerWatcher {
 			return obj, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			initial := opts.SendInitialEvents != nil && *opts.SendInitialEvents
+			if initial {
+				v.watchList.Store(true)
+			}
 			v.mu.Lock()
 			v.watches++
 			what := "WATCH"
-			if opts.SendInitialEvents != nil && *opts.SendInitialEvents {
+			if initial {
 				what = "WATCH (WatchList: the initial state streamed as events)"
 			} else if v.watches > 1 {
 				what = "WATCH (re-watch from the last resourceVersion)"
@@ -142,28 +154,19 @@ func (v *visibleListWatch) listerWatcher() cache.ListerWatcher {
 			start := time.Now() // the Reflector, too, times a watch from its request
 			w, err := v.watch(ctx, opts)
 			if err != nil {
-				v.failed("watch", err)
+				v.failed("watch", err, initial)
 				return nil, err
 			}
-			return v.visibleWatch(ctx, w, start), nil
+			return v.visibleWatch(ctx, w, start, initial), nil
 		},
 	}
 }
 
-// failed prints an error and what the Reflector does next
-// (tools/cache/reflector.go). Before the first sync an error that retrying
-// cannot cure also ends the demo: retrying a Forbidden or an unreachable
-// server for ever teaches nothing.
-func (v *visibleListWatch) failed(call string, err error) {
-	next := "the Reflector lists again, after its back-off"
-	switch {
-	case call == "watch" && (utilnet.IsConnectionRefused(err) || apierrors.IsTooManyRequests(err)):
-		next = "connection refused or 429: the Reflector backs off, then watches again from the same resourceVersion"
-	case call == "list" && (apierrors.IsResourceExpired(err) || apierrors.IsGone(err) ||
-		apierrors.HasStatusCause(err, metav1.CauseTypeResourceVersionTooLarge)):
-		next = `that resourceVersion is unavailable: the Reflector lists again at once, with resourceVersion=""`
-	}
-	v.printf("  -> %s failed: %v (%s)\n", call, err, next)
+// failed prints an error and what the Reflector does next. Before the
+// first sync an error that retrying cannot cure also ends the demo:
+// retrying a Forbidden or an unreachable server for ever teaches nothing.
+func (v *visibleListWatch) failed(call string, err error, initialEvents bool) {
+	v.printf("  -> %s failed: %v (%s)\n", call, err, v.next(call == "list", initialEvents, err))
 	if !v.synced() && !transient(err) {
 		select {
 		case v.errs <- fmt.Errorf("%s %s: %w", call, v.resource, explain(err)):
@@ -172,10 +175,39 @@ func (v *visibleListWatch) failed(call string, err error) {
 	}
 }
 
+// next says what the Reflector does after err ended a LIST (list), a
+// WatchList that has not delivered its initial state yet (initialEvents:
+// watchList in tools/cache/reflector.go handles those errors itself), or
+// any other WATCH request or stream (watch and ListAndWatchWithContext).
+func (v *visibleListWatch) next(list, initialEvents bool, err error) string {
+	rvUnavailable := apierrors.IsResourceExpired(err) || apierrors.IsGone(err) ||
+		apierrors.HasStatusCause(err, metav1.CauseTypeResourceVersionTooLarge)
+	switch {
+	case list && rvUnavailable:
+		return `that resourceVersion is unavailable: the Reflector lists again at once, with resourceVersion=""`
+	case list:
+		return "the Reflector starts over after its back-off"
+	case utilnet.IsConnectionRefused(err) || apierrors.IsTooManyRequests(err):
+		return "connection refused or 429: the Reflector backs off, then watches again from its last resourceVersion"
+	case initialEvents && rvUnavailable:
+		return `that resourceVersion is unavailable: the Reflector starts the WatchList again at once, with resourceVersion=""`
+	case initialEvents:
+		return "the Reflector falls back to LIST at once"
+	case v.lastRV() == "":
+		return "the Reflector starts over after its back-off"
+	case v.watchList.Load():
+		return "after its back-off the Reflector starts over with a WatchList from its last resourceVersion, " + v.lastRV()
+	default:
+		return "after its back-off the Reflector lists again at its last resourceVersion, " + v.lastRV()
+	}
+}
+
 // visibleWatch forwards a watch's events, printing the ones the store never
 // sees: bookmarks, errors, and the end of the stream with what the
-// Reflector does next (tools/cache/reflector.go, watch and handleAnyWatch).
-func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface, start time.Time) watch.Interface {
+// Reflector does next (tools/cache/reflector.go, handleAnyWatch and its
+// callers). initialEvents: a WatchList, until its initial-events-end
+// bookmark.
+func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface, start time.Time, initialEvents bool) watch.Interface {
 	out := make(chan watch.Event)
 	done := make(chan struct{})
 	go func() {
@@ -195,6 +227,7 @@ func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface, 
 			case watch.Bookmark:
 				m, _ := meta.Accessor(ev.Object)
 				if m.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
+					initialEvents = false
 					v.printf("  BOOKMARK resourceVersion %s, annotated %s: the initial state is complete\n", m.GetResourceVersion(), metav1.InitialEventsAnnotationKey)
 				} else {
 					v.printf("  BOOKMARK resourceVersion %s: no object changed, but the client's resourceVersion moves forward (was %s)\n", m.GetResourceVersion(), v.lastRV())
@@ -208,14 +241,11 @@ func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface, 
 				// 200 response, not as an HTTP status.
 				sawError = true
 				err := apierrors.FromObject(ev.Object)
-				switch {
-				case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
-					v.printf("  ERROR event: %v (410 Gone inside the 200 watch stream: the resourceVersion is older than the watch cache holds; the Reflector lists again at its last resourceVersion, %s)\n", err, v.lastRV())
-				case apierrors.IsTooManyRequests(err):
-					v.printf("  ERROR event: %v (429: the Reflector backs off, then watches again)\n", err)
-				default:
-					v.printf("  ERROR event: %v (the Reflector lists again, after its back-off)\n", err)
+				why := ""
+				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+					why = "410 Gone inside the 200 watch stream: the resourceVersion is older than the watch cache holds; "
 				}
+				v.printf("  ERROR event: %v (%s%s)\n", err, why, v.next(false, initialEvents, err))
 			}
 			select {
 			case out <- ev:
@@ -230,7 +260,10 @@ func (v *visibleListWatch) visibleWatch(ctx context.Context, w watch.Interface, 
 			switch {
 			case sawError: // the line above said what follows
 			case events == 0 && time.Since(start) < time.Second:
-				v.printf("  watch stream ended within a second, without events: the Reflector takes it for an error and lists again, after its back-off\n")
+				// cache.VeryShortWatchError
+				v.printf("  watch stream ended within a second, without events: the Reflector takes it for an error (%s)\n", v.next(false, initialEvents, errors.New("very short watch")))
+			case initialEvents:
+				v.printf("  watch stream ended before the initial-events-end bookmark: the Reflector sends the WatchList again at once\n")
 			default:
 				v.printf("  watch stream ended (its timeout, a server restart or a lost connection): the Reflector watches again at once from resourceVersion %s\n", v.lastRV())
 			}

@@ -250,9 +250,12 @@ func waitForSync(ctx context.Context, store *visibleStore, lw *visibleListWatch,
 	case <-time.After(time.Minute):
 		return errors.New("the Reflector did not sync within a minute")
 	}
-	_ = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		return lw.watchCount() > 0 && r.LastSyncResourceVersion() != "", nil
 	})
+	if err != nil && ctx.Err() == nil {
+		return errors.New("the Reflector filled the store but did not start its WATCH within 30 s")
+	}
 	return ctx.Err()
 }
 
@@ -423,6 +426,7 @@ func compareWithServer(ctx context.Context, objs objects, store *visibleStore) (
 				mismatch = err
 				return false, nil
 			}
+			mismatch = nil // the error below is the reason, not an old mismatch
 			return false, fmt.Errorf("list %s to check the store: %w", objs.resource, explain(err))
 		}
 		mismatch = differ(server, store)

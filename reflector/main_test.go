@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/watch"
@@ -287,7 +290,14 @@ func TestReflectorRecovery(t *testing.T) {
 	// After a 410 during a watch the Reflector lists again at its last
 	// resourceVersion (reflector.go, relistResourceVersion), never at "":
 	// that LIST succeeds, as the server answers it from its watch cache.
-	for _, m := range regexp.MustCompile(`(?m)^  ERROR event: .*lists again at its last resourceVersion, (\d+)\)\n(.*\n)*?LIST .*resourceVersion="(\d*)"`).FindAllStringSubmatch(got, -1) {
+	// The restart moved etcd's revision on (leases are renewed every few
+	// seconds), so the new watch cache starts after the Reflector's
+	// resourceVersion: a 410 and a relist must have happened.
+	relists := regexp.MustCompile(`(?m)^  ERROR event: .*lists again at its last resourceVersion, (\d+)\)\n(.*\n)*?LIST .*resourceVersion="(\d*)"`).FindAllStringSubmatch(got, -1)
+	if len(relists) == 0 {
+		t.Error("no 410 ERROR event followed by a LIST")
+	}
+	for _, m := range relists {
 		if m[3] != m[1] {
 			t.Errorf("after the 410 the Reflector listed at resourceVersion %q, want its last, %s", m[3], m[1])
 		}
@@ -410,6 +420,50 @@ func TestOrdered(t *testing.T) {
 	} {
 		if got := ordered(tc.rvs); got != tc.want {
 			t.Errorf("ordered(%v) = %q, want %q", tc.rvs, got, tc.want)
+		}
+	}
+}
+
+// next follows tools/cache/reflector.go (v0.37.2): which call failed,
+// whether a WatchList was still streaming its initial state, and the error
+// decide between starting over at once, after a back-off, or watching again.
+func TestNext(t *testing.T) {
+	expired := apierrors.NewResourceExpired("too old resource version: 7 (9)")
+	tooLarge := &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 504, Reason: metav1.StatusReasonTimeout,
+		Details: &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: metav1.CauseTypeResourceVersionTooLarge}}}}}
+	refused := &url.Error{Op: "Get", URL: "https://127.0.0.1:6443", Err: syscall.ECONNREFUSED}
+	tooMany := apierrors.NewTooManyRequests("slow down", 1)
+	other := apierrors.NewInternalError(errors.New("boom"))
+	const (
+		listAtOnce   = `that resourceVersion is unavailable: the Reflector lists again at once, with resourceVersion=""`
+		startOver    = "the Reflector starts over after its back-off"
+		backOff      = "connection refused or 429: the Reflector backs off, then watches again from its last resourceVersion"
+		watchListNow = `that resourceVersion is unavailable: the Reflector starts the WatchList again at once, with resourceVersion=""`
+		fallBack     = "the Reflector falls back to LIST at once"
+		relist       = "after its back-off the Reflector lists again at its last resourceVersion, 42"
+		rewatchList  = "after its back-off the Reflector starts over with a WatchList from its last resourceVersion, 42"
+	)
+	for _, tc := range []struct {
+		list, initialEvents, watchListMode bool
+		err                                error
+		want                               string
+	}{
+		{list: true, err: expired, want: listAtOnce},
+		{list: true, err: tooLarge, want: listAtOnce},
+		{list: true, err: other, want: startOver},
+		{err: refused, want: backOff},
+		{err: tooMany, want: backOff},
+		{initialEvents: true, watchListMode: true, err: tooMany, want: backOff},
+		{initialEvents: true, watchListMode: true, err: expired, want: watchListNow},
+		{initialEvents: true, watchListMode: true, err: other, want: fallBack},
+		{err: expired, want: relist},
+		{err: other, want: relist},
+		{watchListMode: true, err: expired, want: rewatchList},
+	} {
+		v := &visibleListWatch{lastRV: func() string { return "42" }}
+		v.watchList.Store(tc.watchListMode)
+		if got := v.next(tc.list, tc.initialEvents, tc.err); got != tc.want {
+			t.Errorf("next(list=%v, initialEvents=%v, %v) with watchList=%v = %q, want %q", tc.list, tc.initialEvents, tc.err, tc.watchListMode, got, tc.want)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -162,8 +163,14 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // already names the user, verb, resource and namespace.
 func explain(err error) error {
 	switch {
-	case apierrors.IsForbidden(err):
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), " cannot "):
+		// The authorizer's words (User "x" cannot <verb> resource ...),
+		// from apiserver's endpoints/handlers/responsewriters/errors.go.
 		return fmt.Errorf("forbidden by RBAC: %w", err)
+	case apierrors.IsForbidden(err):
+		// Admission answers 403 too: a quota exceeded, a namespace being
+		// deleted.
+		return fmt.Errorf("refused by admission: %w", err)
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("the server did not accept our credentials: %w", err)
 	}
