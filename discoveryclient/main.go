@@ -1,6 +1,9 @@
-// Command discoveryclient shows how kubectl api-versions, api-resources and
-// explain get their answers: the DiscoveryClient, a RESTMapper built from it,
-// the server's OpenAPI v3 document, and the discovery caches kubectl relies on.
+// Command discoveryclient shows how a client learns what an API server
+// serves: its version, its groups and versions, every resource with its
+// verbs, and what that discovery costs cold, from memory and from kubectl's
+// disk cache. Its flags print what kubectl api-versions, api-resources and
+// explain print (kubectl.go, explain.go), and -gvr resolves a name the way
+// kubectl does (restmapper.go).
 package main
 
 import (
@@ -11,163 +14,106 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"sort"
+	"regexp"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/disk"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 )
 
-func main() {
-	// Ctrl-C, kill, or a closed pipe (go run ./discoveryclient | head) cancel ctx, and
-	// run cleans up before it returns.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "discoveryclient:", err)
-		var usage usageError
-		if errors.As(err, &usage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
-}
-
-type usageError struct{ error }
-
-// options are the flags; the mode flags pick one thing to print.
-type options struct {
-	apiVersions, apiResources bool
-	output, apiGroup          string
-	apiGroupSet               bool  // -api-group "" means the core group
-	namespaced                *bool // nil: both, as when kubectl's flag is not given
-	explain, gvr, cacheDir    string
-}
+const demoName = "discoveryclient"
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("discoveryclient", flag.ContinueOnError)
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)")
-	kubeContext := fs.String("context", "", "kubeconfig context (default: the current context)")
-	var o options
-	fs.BoolVar(&o.apiVersions, "api-versions", false, "print what `kubectl api-versions` prints")
-	fs.BoolVar(&o.apiResources, "api-resources", false, "print what `kubectl api-resources` prints")
-	fs.StringVar(&o.output, "o", "", "with -api-resources: \"wide\" adds VERBS and CATEGORIES, \"name\" prints resource.group")
-	fs.StringVar(&o.apiGroup, "api-group", "", "with -api-resources: only this group (\"\" for the core group)")
-	namespaced := fs.Bool("namespaced", true, "with -api-resources: only namespaced (true) or cluster-scoped (false) resources")
-	fs.StringVar(&o.explain, "explain", "", "print the top-level fields of a resource, as `kubectl explain` does")
-	fs.StringVar(&o.gvr, "gvr", "", "resolve a kind, resource or short name to its GroupVersionResource")
-	fs.StringVar(&o.cacheDir, "cache-dir", "", "disk discovery cache, laid out like kubectl's ~/.kube/cache (default mode: a temporary directory; with -api-versions or -api-resources: read through it, like kubectl --cached)")
-	klog.InitFlags(fs)       // -v=6 logs every request, as kubectl does
-	fs.SetOutput(io.Discard) // a bad flag is one line of error; -h prints the flags
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return err
-		}
-		return usageError{fmt.Errorf("%w (see -h)", err)}
-	}
-	// kubectl distinguishes "not given" from "given as true".
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "namespaced":
-			o.namespaced = namespaced
-		case "api-group":
-			o.apiGroupSet = true
-		}
-	})
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
-	}
-	// The table's own flags imply the table.
-	o.apiResources = o.apiResources || o.apiGroupSet || o.output != "" || o.namespaced != nil
-	if o.output != "" && o.output != "wide" && o.output != "name" {
-		return usageError{fmt.Errorf("-o %q: want wide or name", o.output)}
-	}
-	modes := 0
-	for _, on := range []bool{o.apiVersions, o.apiResources, o.explain != "", o.gvr != ""} {
-		if on {
-			modes++
-		}
-	}
-	if modes > 1 {
-		return usageError{errors.New("pick one of -api-versions, -api-resources, -explain, -gvr")}
-	}
-
-	rules := clientcmd.NewDefaultClientConfigLoadingRules() // $KUBECONFIG, then ~/.kube/config
-	rules.ExplicitPath = *kubeconfig
-	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: *kubeContext})
-	config, err := loader.ClientConfig() // falls back to the in-cluster config
-	if clientcmd.IsEmptyConfig(err) {
-		return errors.New("no kubeconfig: pass -kubeconfig, set $KUBECONFIG, or create ~/.kube/config")
-	}
+	o, kube, err := parseOptions(args, stdout)
 	if err != nil {
-		return fmt.Errorf("load kubeconfig: %w", err)
+		return err
 	}
-	config.UserAgent = "client-go-demo-discoveryclient"
-	config.Timeout = 30 * time.Second
-	// Discovery is many small GETs at start-up; kubectl raises the limits too.
+	// The namespace (-n) is accepted and unused, as kubectl accepts its
+	// global -n for api-resources: discovery is not namespaced.
+	config, _, err := kube.load()
+	if err != nil {
+		return err
+	}
+	// Discovery is a burst of small GETs; kubectl allows 50 per second with
+	// a burst of 300 for it (k8s.io/kubectl/pkg/cmd/cmd.go). There is no
+	// config.Timeout: the discovery client gives its own copy of the config
+	// a 32 s limit per request when none is set (defaultTimeout in
+	// client-go's discovery/discovery_client.go), which is safe there because
+	// discovery never watches.
 	config.QPS, config.Burst = 50, 300
-	// A plain DiscoveryClient asks the server every time, like kubectl after
-	// it invalidates its cache.
+	// A plain DiscoveryClient asks the server every time, as kubectl does
+	// after it invalidates its cache.
 	disco, err := discovery.NewDiscoveryClientForConfig(config)
 	if err != nil {
 		return fmt.Errorf("create discovery client: %w", err)
 	}
 
-	// With -cache-dir, the tables come through a disk cache, as with
-	// kubectl --cached: no request at all while the cache is fresh.
-	var tables discovery.DiscoveryInterfaceWithContext = disco
-	if o.cacheDir != "" && (o.apiVersions || o.apiResources) {
-		cached, err := disk.NewCachedDiscoveryClientForConfig(config, cacheDirFor(o.cacheDir, config.Host), filepath.Join(o.cacheDir, "http"), 6*time.Hour)
-		if err != nil {
-			return fmt.Errorf("create disk cache in %s: %w", o.cacheDir, err)
+	// One kubectl look-alike per flag.
+	if o.apiVersions || o.apiResources {
+		var tables discovery.DiscoveryInterfaceWithContext = disco
+		if o.cacheDir != "" {
+			// Through kubectl's disk cache, as kubectl api-resources
+			// --cached: no request while the cache is fresh.
+			if tables, err = diskCache(config, o.cacheDir); err != nil {
+				return err
+			}
 		}
-		tables = cached
+		if o.apiVersions {
+			return printAPIVersions(ctx, tables, stdout)
+		}
+		return printAPIResources(ctx, tables, stdout, o.table)
 	}
 	switch {
-	case o.apiVersions:
-		return printAPIVersions(ctx, tables, stdout)
-	case o.apiResources:
-		return printAPIResources(ctx, tables, stdout, o)
 	case o.explain != "":
-		return explain(ctx, disco, stdout, o.explain)
+		return explainResource(ctx, disco, stdout, o.explain)
 	case o.gvr != "":
 		return printGVR(ctx, disco, stdout, o.gvr)
 	}
 
-	// Step 1: the server's version.
+	// Step 1: every user may read /version (ClusterRole
+	// system:public-info-viewer), the first thing to ask a server that may
+	// be older or newer than the client.
 	fmt.Fprintln(stdout, "Step 1: ServerVersion")
 	v, err := disco.ServerVersionWithContext(ctx)
 	if err != nil {
-		return fmt.Errorf("get server version: %w", explainErr(err))
+		return fmt.Errorf("get server version: %w", explainDiscovery(err))
 	}
 	fmt.Fprintf(stdout, "  %s (%s/%s, %s)\n", v.GitVersion, v.Major, v.Minor, v.Platform)
 
-	// Step 2: the groups, their versions and the preferred one. The core
-	// group has no name and is served at /api; the rest at /apis/<group>.
+	// Step 2: with aggregated discovery these groups arrive in the same two
+	// responses as their resources (/api and /apis); the core group has no
+	// name and lives at /api, every other group at /apis/<group>.
 	fmt.Fprintln(stdout, "Step 2: ServerGroups: groups, versions, preferred version")
+	if err := printGroups(ctx, disco, stdout); err != nil {
+		return err
+	}
+
+	// Step 3: the preferred version of every resource, the table kubectl
+	// prints; subresources (pods/log) are left out.
+	fmt.Fprintln(stdout, "Step 3: ServerPreferredResources: the resource table of kubectl api-resources")
+	if err := printAPIResources(ctx, disco, stdout, o.table); err != nil {
+		return err
+	}
+
+	// Step 4: why every client keeps discovery in a cache.
+	fmt.Fprintln(stdout, "Step 4: the cost of discovery, cold and cached")
+	return compareCaches(ctx, config, stdout, o.cacheDir)
+}
+
+// printGroups prints every group with its versions, the preferred first.
+func printGroups(ctx context.Context, disco discovery.DiscoveryInterfaceWithContext, out io.Writer) error {
 	groups, err := disco.ServerGroupsWithContext(ctx)
 	if err != nil {
-		return fmt.Errorf("get server groups: %w", explainErr(err))
+		return fmt.Errorf("get server groups: %w", explainDiscovery(err))
 	}
-	w := tabwriter.NewWriter(stdout, 6, 4, 3, ' ', 0)
+	w := tabwriter.NewWriter(out, 6, 4, 3, ' ', 0)
 	fmt.Fprintln(w, "  GROUP\tPATH\tVERSIONS\tPREFERRED")
 	for _, g := range groups.Groups {
 		name, path := g.Name, "/apis/"+g.Name
@@ -180,102 +126,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", name, path, strings.Join(versions, ","), g.PreferredVersion.Version)
 	}
-	w.Flush()
-
-	// Step 3: every resource, as kubectl api-resources prints them.
-	fmt.Fprintln(stdout, "Step 3: ServerPreferredResources: the resource table of kubectl api-resources")
-	if err := printAPIResources(ctx, disco, stdout, o); err != nil {
-		return err
-	}
-
-	// Step 4: what caching saves.
-	fmt.Fprintln(stdout, "Step 4: the cost of discovery, cold and cached")
-	return compareCaches(ctx, config, stdout, o.cacheDir)
+	return w.Flush()
 }
 
-// printAPIVersions prints what `kubectl api-versions` prints: every
-// group/version the server serves, sorted.
-func printAPIVersions(ctx context.Context, disco discovery.DiscoveryInterfaceWithContext, out io.Writer) error {
-	groups, err := disco.ServerGroupsWithContext(ctx)
-	if err != nil {
-		return fmt.Errorf("get server groups: %w", explainErr(err))
-	}
-	versions := metav1.ExtractGroupVersions(groups)
-	sort.Strings(versions)
-	for _, v := range versions {
-		fmt.Fprintln(out, v)
-	}
-	return nil
-}
-
-// printAPIResources prints what `kubectl api-resources` prints, with the
-// same filters, order and spacing: the preferred version of each resource,
-// sorted by group, then name.
-func printAPIResources(ctx context.Context, disco discovery.DiscoveryInterfaceWithContext, out io.Writer, o options) error {
-	lists, err := disco.ServerPreferredResourcesWithContext(ctx)
-	if err != nil && len(lists) == 0 {
-		return fmt.Errorf("get server resources: %w", explainErr(err))
-	}
-	// A partial answer (one aggregated API down) still prints, as kubectl does.
-	var rows []metav1.APIResource
-	for _, list := range lists {
-		gv, perr := schema.ParseGroupVersion(list.GroupVersion)
-		if perr != nil {
-			continue
-		}
-		for _, r := range list.APIResources {
-			if len(r.Verbs) == 0 ||
-				o.apiGroupSet && o.apiGroup != gv.Group ||
-				o.namespaced != nil && *o.namespaced != r.Namespaced {
-				continue
-			}
-			r.Group, r.Version = gv.Group, gv.Version
-			rows = append(rows, r)
-		}
-	}
-	sort.SliceStable(rows, func(i, j int) bool {
-		if rows[i].Group != rows[j].Group {
-			return rows[i].Group < rows[j].Group
-		}
-		return rows[i].Name < rows[j].Name
-	})
-	// kubectl's tabwriter settings: min width 6, tab width 4, padding 3.
-	w := tabwriter.NewWriter(out, 6, 4, 3, ' ', 0)
-	switch o.output {
-	case "name":
-		for _, r := range rows {
-			name := r.Name
-			if r.Group != "" {
-				name += "." + r.Group
-			}
-			fmt.Fprintln(w, name)
-		}
-	case "wide":
-		fmt.Fprintln(w, "NAME\tSHORTNAMES\tAPIVERSION\tNAMESPACED\tKIND\tVERBS\tCATEGORIES")
-		for _, r := range rows {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", r.Name, strings.Join(r.ShortNames, ","),
-				schema.GroupVersion{Group: r.Group, Version: r.Version}, r.Namespaced, r.Kind,
-				strings.Join(r.Verbs, ","), strings.Join(r.Categories, ","))
-		}
-	default:
-		fmt.Fprintln(w, "NAME\tSHORTNAMES\tAPIVERSION\tNAMESPACED\tKIND")
-		for _, r := range rows {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", r.Name, strings.Join(r.ShortNames, ","),
-				schema.GroupVersion{Group: r.Group, Version: r.Version}, r.Namespaced, r.Kind)
-		}
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("some groups could not be discovered: %w", err)
-	}
-	return nil
-}
-
-// compareCaches counts the HTTP requests and time discovery costs: a cold
-// client, the legacy per-group endpoints, a memory cache and a disk cache
-// laid out like kubectl's (~/.kube/cache/discovery/<host>).
+// compareCaches counts the HTTP requests and the time that discovery of
+// every resource costs: cold with aggregated discovery, cold with the
+// legacy endpoints, through a memory cache, and through a disk cache laid
+// out like kubectl's.
 func compareCaches(ctx context.Context, config *rest.Config, out io.Writer, cacheDir string) error {
 	var requests atomic.Int64
 	counted := rest.CopyConfig(config)
@@ -298,7 +155,7 @@ func compareCaches(ctx context.Context, config *rest.Config, out io.Writer, cach
 		start := time.Now()
 		_, resources, err := d.ServerGroupsAndResourcesWithContext(ctx)
 		if err != nil {
-			return fmt.Errorf("%s: %w", label, explainErr(err))
+			return fmt.Errorf("%s: %w", label, explainDiscovery(err))
 		}
 		n := 0
 		for _, l := range resources {
@@ -308,6 +165,8 @@ func compareCaches(ctx context.Context, config *rest.Config, out io.Writer, cach
 		return nil
 	}
 
+	// Aggregated discovery: /api and /apis each answer with every group,
+	// version and resource (apidiscovery.k8s.io/v2, served since 1.30).
 	cold, err := discovery.NewDiscoveryClientForConfig(counted)
 	if err != nil {
 		return err
@@ -315,12 +174,12 @@ func compareCaches(ctx context.Context, config *rest.Config, out io.Writer, cach
 	if err := measure("cold, aggregated discovery (/api, /apis)", cold); err != nil {
 		return err
 	}
+	// What client-go falls back to against a server without v2: /api and
+	// /apis list the groups, then one GET per group/version.
 	legacy, err := discovery.NewDiscoveryClientForConfig(counted)
 	if err != nil {
 		return err
 	}
-	// Before aggregated discovery (Kubernetes 1.26+), one request per
-	// group/version.
 	legacy.UseLegacyDiscovery = true
 	if err := measure("cold, legacy discovery (one per group/version)", legacy); err != nil {
 		return err
@@ -332,48 +191,110 @@ func compareCaches(ctx context.Context, config *rest.Config, out io.Writer, cach
 	if err := measure("memory cache, second call", mem); err != nil {
 		return err
 	}
-	// kubectl keeps discovery on disk for 6 hours, keyed by server.
-	dir := cacheDirFor(cacheDir, config.Host)
-	newDisk := func() (*disk.CachedDiscoveryClient, error) {
-		return disk.NewCachedDiscoveryClientForConfig(counted, dir, filepath.Join(cacheDir, "http"), 6*time.Hour)
-	}
-	d1, err := newDisk()
+	d1, err := diskCache(counted, cacheDir)
 	if err != nil {
-		return fmt.Errorf("create disk cache in %s: %w", cacheDir, err)
+		return err
 	}
 	if err := measure("disk cache, empty", d1); err != nil {
 		return err
 	}
-	d2, err := newDisk() // a new process, as the next kubectl command is
+	d2, err := diskCache(counted, cacheDir) // a new process, as the next kubectl command is
 	if err != nil {
 		return err
 	}
 	if err := measure("disk cache, warm (a second kubectl command)", d2); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "  disk cache: %s\n", dir)
+	fmt.Fprintf(out, "  disk cache: <cache-dir>/discovery/%s/servergroups.json, and <group>/<version>/serverresources.json for each group/version\n",
+		filepath.Base(discoveryCacheDir(cacheDir, config.Host)))
 	return nil
 }
 
-// cacheDirFor is kubectl's layout: <dir>/discovery/<host_port>.
-func cacheDirFor(dir, host string) string {
-	return filepath.Join(dir, "discovery", strings.NewReplacer("https://", "", "http://", "", ":", "_", "/", "_").Replace(host))
+// diskCache is kubectl's discovery cache: <dir>/discovery/<host> holds
+// servergroups.json and <group>/<version>/serverresources.json, trusted for
+// 6 hours after they were written; <dir>/http holds HTTP responses
+// (OpenAPI documents) for revalidation with ETags. kubectl's default dir is
+// ~/.kube/cache, or $KUBECACHEDIR (k8s.io/cli-runtime's config_flags.go).
+func diskCache(config *rest.Config, dir string) (*disk.CachedDiscoveryClient, error) {
+	d, err := disk.NewCachedDiscoveryClientForConfig(config, discoveryCacheDir(dir, config.Host), filepath.Join(dir, "http"), 6*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("create disk cache in %s: %w", dir, err)
+	}
+	return d, nil
+}
+
+// discoveryCacheDir names the cache after the server as kubectl does
+// (computeDiscoverCacheDir): https://127.0.0.1:6443 becomes 127.0.0.1_6443.
+func discoveryCacheDir(dir, host string) string {
+	host = strings.Replace(strings.Replace(host, "https://", "", 1), "http://", "", 1)
+	return filepath.Join(dir, "discovery", illegalFileChars.ReplaceAllString(host, "_"))
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// explainErr turns the errors a user meets into words.
-func explainErr(err error) error {
-	var status interface{ Status() metav1.Status }
-	if errors.As(err, &status) {
-		switch status.Status().Reason {
-		case metav1.StatusReasonForbidden:
-			return fmt.Errorf("forbidden by RBAC: %w", err)
-		case metav1.StatusReasonUnauthorized:
-			return fmt.Errorf("the server did not accept our credentials: %w", err)
+// illegalFileChars is kubectl's overlyCautiousIllegalFileCharacters.
+var illegalFileChars = regexp.MustCompile(`[^(\w/.)]`)
+
+// options are the demo's own flags; each mode flag prints one thing.
+type options struct {
+	apiVersions, apiResources bool
+	table                     tableOptions // -o, -api-group, -namespaced (kubectl.go)
+	explain, gvr, cacheDir    string
+}
+
+// parseOptions reads the flags: cli.go's (-kubeconfig, -context, -n, -v)
+// and this demo's.
+func parseOptions(args []string, stdout io.Writer) (options, *kubeFlags, error) {
+	fs, kube := newFlagSet()
+	var o options
+	fs.BoolVar(&o.apiVersions, "api-versions", false, "print what `kubectl api-versions` prints")
+	fs.BoolVar(&o.apiResources, "api-resources", false, "print what `kubectl api-resources` prints")
+	fs.StringVar(&o.table.output, "o", "", "with -api-resources: \"wide\" adds VERBS and CATEGORIES, \"name\" prints resource.group")
+	fs.StringVar(&o.table.apiGroup, "api-group", "", "with -api-resources: only this group (\"\" for the core group)")
+	namespaced := fs.Bool("namespaced", true, "with -api-resources: only namespaced (true) or cluster-scoped (false) resources")
+	fs.StringVar(&o.explain, "explain", "", "print what `kubectl explain` prints for a resource or a field path (deployment.spec)")
+	fs.StringVar(&o.gvr, "gvr", "", "resolve a kind, resource or short name to its GroupVersionResource")
+	fs.StringVar(&o.cacheDir, "cache-dir", "", "disk discovery cache, laid out like kubectl's ~/.kube/cache (default mode: a temporary directory; with -api-versions or -api-resources: read through it, like kubectl --cached)")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return o, nil, err
+	}
+	// kubectl tells "not given" from "given as true" (cmd.Flags().Changed).
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "namespaced":
+			o.table.namespaced = namespaced
+		case "api-group":
+			o.table.apiGroupSet = true
+		}
+	})
+	// The table's own flags imply the table.
+	o.apiResources = o.apiResources || o.table.apiGroupSet || o.table.output != "" || o.table.namespaced != nil
+	if o.table.output != "" && o.table.output != "wide" && o.table.output != "name" {
+		return o, nil, usagef("-o %q: want wide or name", o.table.output)
+	}
+	modes := 0
+	for _, on := range []bool{o.apiVersions, o.apiResources, o.explain != "", o.gvr != ""} {
+		if on {
+			modes++
 		}
 	}
-	return err
+	if modes > 1 {
+		return o, nil, usagef("pick one of -api-versions, -api-resources, -explain, -gvr")
+	}
+	return o, kube, nil
+}
+
+// explainDiscovery is cli.go's explain for discovery's errors. The
+// discovery and OpenAPI clients read responses with Raw()
+// (discovery_client.go), which does not decode the Status the server sends
+// with an error: a 403 says only "unknown", as in kubectl's "Error from
+// server (Forbidden): unknown". Say what was refused instead.
+func explainDiscovery(err error) error {
+	var status apierrors.APIStatus
+	if apierrors.IsForbidden(err) && errors.As(err, &status) && status.Status().Message == "unknown" {
+		return fmt.Errorf("forbidden by RBAC: this user may not read /api, /apis or /openapi, which the ClusterRole system:discovery allows (the discovery client drops the server's message: \"%w\")", err)
+	}
+	return explain(err)
 }
