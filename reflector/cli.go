@@ -47,8 +47,9 @@ func main() {
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, cancel := context.WithCancelCause(ctx)
 	err := run(ctx, os.Args[1:], stdoutWriter{os.Stdout, cancel})
-	// Say why the run was cancelled: a signal, or a closed stdout.
-	if cause := context.Cause(ctx); errors.Is(err, context.Canceled) && cause != nil && !errors.Is(cause, context.Canceled) {
+	// Say why the run was cancelled: a signal, or a closed stdout. (The
+	// signal's cause also answers errors.Is(cause, context.Canceled).)
+	if cause := context.Cause(ctx); errors.Is(err, context.Canceled) && cause != nil && cause != context.Canceled {
 		err = fmt.Errorf("%w (%v)", err, cause)
 	}
 	cancel(nil)
