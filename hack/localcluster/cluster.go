@@ -124,16 +124,19 @@ func (c *cluster) args(name string) []string {
 
 // up starts the control plane in the background and returns once it is ready
 // for the demos: /readyz ok, the default namespace and its service account,
-// and a Ready node.
+// and a Ready node. Each wait has a limit (etcd 30s, kube-apiserver 90s, the
+// controllers and the node 60s) and each request a deadline, so up fails,
+// naming a log file, within four minutes at worst instead of hanging.
 func (c *cluster) up(ctx context.Context) error {
 	start := time.Now()
 	running := c.running()
 	if len(running) == len(startOrder) {
-		if err := c.waitReady(ctx, 10*time.Second); err == nil {
-			fmt.Fprintf(c.out, "local control plane is already running (%s)\n", c.dir)
-			c.printAccess(0)
-			return nil
+		if err := c.waitReady(ctx, 10*time.Second); err != nil {
+			return fmt.Errorf("every component in %s is running, but: %w; 'make cluster-down' stops them", c.dir, err)
 		}
+		fmt.Fprintf(c.out, "local control plane is already running (%s)\n", c.dir)
+		c.printAccess(ctx, 0)
+		return nil
 	}
 	if len(running) > 0 {
 		return fmt.Errorf("stale state in %s: %s still running but not the rest; run 'make cluster-down' (or kill them) and try again",
@@ -168,7 +171,7 @@ func (c *cluster) up(ctx context.Context) error {
 		c.stop()
 		return err
 	}
-	c.printAccess(time.Since(start))
+	c.printAccess(ctx, time.Since(start))
 	return nil
 }
 
@@ -176,14 +179,7 @@ func (c *cluster) startAndWait(ctx context.Context) error {
 	if err := c.start("etcd"); err != nil {
 		return err
 	}
-	if err := c.waitFor(ctx, "etcd", 30*time.Second, func(ctx context.Context) error {
-		resp, err := http.Get(c.etcdURL() + "/health")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	}); err != nil {
+	if err := c.waitFor(ctx, "etcd", 30*time.Second, c.etcdHealthy); err != nil {
 		return err
 	}
 	if err := c.start("kube-apiserver"); err != nil {
@@ -207,9 +203,8 @@ func (c *cluster) startAndWait(ctx context.Context) error {
 	// kwok takes over a node only once the node's lease is free. After a
 	// restart the lease still names the previous kwok process and stays
 	// held for its 40s duration, so Pods would wait that long to start.
-	err = cs.CoordinationV1().Leases("kube-node-lease").Delete(ctx, nodeName, metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete the stale node lease: %w", err)
+	if err := deleteNodeLease(ctx, cs); err != nil {
+		return err
 	}
 	if err := c.start("kwok"); err != nil {
 		return err
@@ -236,6 +231,8 @@ func (c *cluster) startAndWait(ctx context.Context) error {
 // registerNode creates the fake node that kwok manages. A real kubelet
 // registers itself; kwok only drives the status of nodes that exist.
 func registerNode(ctx context.Context, cs kubernetes.Interface) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: nodeName,
@@ -255,6 +252,16 @@ func registerNode(ctx context.Context, cs kubernetes.Interface) error {
 	return err
 }
 
+func deleteNodeLease(ctx context.Context, cs kubernetes.Interface) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	err := cs.CoordinationV1().Leases("kube-node-lease").Delete(ctx, nodeName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete the stale node lease: %w", err)
+	}
+	return nil
+}
+
 // kwokConfig is kwok's configuration: the default node and pod Stages that
 // kwok ships as Go packages, so no file is downloaded.
 func kwokConfig() string {
@@ -267,13 +274,34 @@ func kwokConfig() string {
 	}, "\n---\n")
 }
 
+// client is the admin client. It sets no rest.Config.Timeout: every call
+// here carries a context with a deadline instead (probeTimeout,
+// requestTimeout, or the caller's), which is what bounds it.
 func (c *cluster) client() (*kubernetes.Clientset, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig())
 	if err != nil {
 		return nil, err
 	}
-	cfg.Timeout = 5 * time.Second
 	return kubernetes.NewForConfig(cfg)
+}
+
+// etcdHealthy is etcd's readiness probe: GET /health on the client URL
+// answers 200 once the member has a leader and serves requests.
+func (c *cluster) etcdHealthy(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.etcdURL()+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		return fmt.Errorf("etcd /health: %s %s", resp.Status, bytes.TrimSpace(body))
+	}
+	return nil
 }
 
 // waitReady polls /readyz with the admin client certificate.
@@ -284,22 +312,38 @@ func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 	return c.waitFor(ctx, "kube-apiserver", timeout, func(ctx context.Context) error {
 		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err != nil {
-			return fmt.Errorf("/readyz: %w %s", err, bytes.TrimSpace(body))
+		if body = bytes.TrimSpace(body); err != nil && len(body) > 0 {
+			return fmt.Errorf("/readyz: %w: %s", err, body)
+		} else if err != nil {
+			return fmt.Errorf("/readyz: %w", err)
 		}
 		_, err = cs.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
 }
 
-// waitFor polls check until it succeeds, failing early, with the log file
-// named, if the component's process has exited.
+// probeTimeout bounds one readiness probe, requestTimeout one request that
+// is not retried. A component that accepts connections but does not answer
+// (wedged, or stopped with SIGSTOP) then costs one probe, not the whole
+// wait, and no request outlives the limit of the step that makes it.
+const (
+	probeTimeout   = 5 * time.Second
+	requestTimeout = 15 * time.Second
+)
+
+// waitFor polls check until it succeeds or timeout has passed, failing
+// early, with the log file named, if a component's process has exited.
+// Each call of check gets a context that ends after probeTimeout at most;
+// check must honour it, so waitFor returns by its timeout.
 func (c *cluster) waitFor(ctx context.Context, name string, timeout time.Duration, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
 	for {
-		if last = check(ctx); last == nil {
+		probeCtx, probeCancel := context.WithTimeout(ctx, probeTimeout)
+		last = check(probeCtx)
+		probeCancel()
+		if last == nil {
 			return nil
 		}
 		for _, n := range startOrder {
@@ -309,7 +353,7 @@ func (c *cluster) waitFor(ctx context.Context, name string, timeout time.Duratio
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s (last check: %v); see %s", name, timeout, last, c.logFile(name))
+			return fmt.Errorf("%s not ready after %s (last check: %w); see %s", name, timeout, last, c.logFile(name))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -396,7 +440,10 @@ func (c *cluster) stopComponent(name string) {
 	}
 	if alive(pid) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
-		for alive(pid) {
+		// SIGKILL cannot be caught; only a process stuck in the kernel
+		// (uninterruptible I/O) outlives it for a while. Do not hang on it.
+		deadline = time.Now().Add(10 * time.Second)
+		for alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
@@ -475,11 +522,13 @@ func memory(pid int) (rss, pss int) {
 	return rss, pss
 }
 
-func (c *cluster) printAccess(took time.Duration) {
+func (c *cluster) printAccess(ctx context.Context, took time.Duration) {
 	if took > 0 {
 		version := "unknown version"
 		if cs, err := c.client(); err == nil {
-			if v, err := cs.Discovery().ServerVersion(); err == nil {
+			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			if v, err := cs.Discovery().ServerVersionWithContext(ctx); err == nil {
 				version = v.GitVersion
 			}
 		}

@@ -28,9 +28,11 @@ import (
 	_ "time/tzdata"
 )
 
-// Each component runs in a process of its own: this binary re-executes itself
-// as "localcluster component <name> <flags>", the way hyperkube did. In one
-// process their global flags, metrics registries and feature gates collide.
+// Each component runs in a process of its own, started by "up" as this same
+// binary with the arguments "component <name> <flags>": in one process their
+// global flags, metrics registries and feature gates would collide.
+// (hyperkube also held every component in one binary, but never started one:
+// it ran the component named by its first argument or by its own name.)
 var components = map[string]func(args []string) int{
 	"etcd":           runEtcd,
 	"kube-apiserver": func(args []string) int { return runCobra(apiserver.NewAPIServerCommand(), args) },

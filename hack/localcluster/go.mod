@@ -7,7 +7,21 @@ require (
 	k8s.io/kubernetes v1.37.2
 )
 
-require github.com/go-logr/zapr v1.3.0 // indirect
+require (
+	github.com/MakeNowJust/heredoc v1.0.0 // indirect
+	github.com/chai2010/gettext-go v1.0.2 // indirect
+	github.com/exponent-io/jsonpath v0.0.0-20210407135951-1de76d718b3f // indirect
+	github.com/fatih/camelcase v1.0.0 // indirect
+	github.com/go-logr/zapr v1.3.0 // indirect
+	github.com/google/btree v1.1.3 // indirect
+	github.com/liggitt/tabwriter v0.0.0-20181228230101-89fcab3d43de // indirect
+	github.com/lithammer/dedent v1.1.0 // indirect
+	github.com/mitchellh/go-wordwrap v1.0.1 // indirect
+	github.com/peterbourgon/diskv v2.0.1+incompatible // indirect
+	github.com/russross/blackfriday/v2 v2.1.0 // indirect
+	k8s.io/cli-runtime v0.37.2 // indirect
+	sigs.k8s.io/kustomize/kustomize/v5 v5.8.1 // indirect
+)
 
 require (
 	cel.dev/expr v0.25.1 // indirect
@@ -233,3 +247,8 @@ replace (
 	k8s.io/sample-controller => k8s.io/sample-controller v0.37.2
 	k8s.io/streaming => k8s.io/streaming v0.37.2
 )
+
+// kubectl of the same release, for the tests that compare discoveryclient
+// with it: "make kubectl" builds it into bin/kubectl. Listing it as a tool
+// keeps its dependencies (cli-runtime and friends) in this go.mod and go.sum.
+tool k8s.io/kubernetes/cmd/kubectl

@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,8 +24,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// The tests re-execute the test binary as each component, as the real
-// binary re-executes itself.
+// up starts its own executable once per component; under go test that is
+// the test binary, so it must run the component too.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 2 && os.Args[1] == "component" {
 		os.Exit(components[os.Args[2]](os.Args[3:]))
@@ -63,14 +67,16 @@ func clientFor(t *testing.T, c *cluster) *kubernetes.Clientset {
 
 func TestVersionAndDiscovery(t *testing.T) {
 	cs := clientFor(t, sharedCluster(t))
-	v, err := cs.Discovery().ServerVersion()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	v, err := cs.Discovery().ServerVersionWithContext(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v.GitVersion != "v1.37.2" || v.Major != "1" || v.Minor != "37" {
 		t.Errorf("/version = %s (major %q minor %q), want v1.37.2", v.GitVersion, v.Major, v.Minor)
 	}
-	groups, err := cs.Discovery().ServerGroups()
+	groups, err := cs.Discovery().ServerGroupsWithContext(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,5 +291,103 @@ func TestStartStopStartSameState(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("down left %s behind", dir)
+	}
+}
+
+// A component that accepts connections but never answers (wedged, or
+// stopped with SIGSTOP) must not make up hang: every probe carries a
+// deadline, so waitFor gives up when its own time is up. No control plane
+// is needed: a listener that accepts and then stays silent plays the
+// component.
+func TestProbesGiveUpOnSilentServer(t *testing.T) {
+	c := &cluster{dir: t.TempDir(), out: io.Discard}
+	var apiserverConns, etcdConns func() int
+	c.apiserverPort, apiserverConns = silentServer(t)
+	c.etcdPort, etcdConns = silentServer(t)
+	// waitReady needs the admin kubeconfig, pointing at the silent port.
+	if err := ensurePKI(c); err != nil {
+		t.Fatal(err)
+	}
+	for _, probe := range []struct {
+		name  string
+		wait  func(ctx context.Context, timeout time.Duration) error
+		conns func() int
+	}{
+		{"etcd", func(ctx context.Context, timeout time.Duration) error {
+			return c.waitFor(ctx, "etcd", timeout, c.etcdHealthy)
+		}, etcdConns},
+		{"kube-apiserver", c.waitReady, apiserverConns},
+	} {
+		t.Run(probe.name, func(t *testing.T) {
+			t.Parallel()
+			// Room for a second probe after the first has given up, and
+			// shorter than client-go's 10s TLS handshake timeout, so
+			// only probeTimeout can end the first probe in time.
+			timeout := probeTimeout + 4*time.Second
+			done := make(chan error, 1)
+			go func() { done <- probe.wait(context.Background(), timeout) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(timeout + time.Minute):
+				// Not a timing assertion: a probe that ignores its
+				// context never returns, and this says so instead of
+				// waiting for go test's own -timeout.
+				t.Fatalf("%s wait still running a minute after its %s limit: a probe ignores its deadline", probe.name, timeout)
+			}
+			if err == nil || !strings.Contains(err.Error(), "not ready after") {
+				t.Fatalf("err = %v, want %q", err, probe.name+" not ready after ...")
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("err = %v, want the last probe cut by its deadline (context.DeadlineExceeded)", err)
+			}
+			// Each probe gave up after probeTimeout and the next one
+			// dialled again: the server saw more than one connection.
+			// (Poll: the last connect may not be accepted yet.)
+			err = wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 10*time.Second, true,
+				func(context.Context) (bool, error) { return probe.conns() >= 2, nil })
+			if err != nil {
+				t.Errorf("the silent %s saw %d connection(s) in %s, want one per probe of at most %s", probe.name, probe.conns(), timeout, probeTimeout)
+			}
+		})
+	}
+}
+
+// silentServer listens on a free loopback port, accepts every connection
+// and never writes a byte. It returns the port and a count of the
+// connections accepted so far.
+func silentServer(t *testing.T) (port int, accepted func() int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, conn := range conns {
+			conn.Close()
+		}
+	})
+	return l.Addr().(*net.TCPAddr).Port, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns)
 	}
 }

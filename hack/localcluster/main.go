@@ -26,7 +26,7 @@ import (
 )
 
 func main() {
-	// Re-executed as one component: hand over to it.
+	// Started by "up" as one component: run it.
 	if len(os.Args) > 2 && os.Args[1] == "component" {
 		run, ok := components[os.Args[2]]
 		if !ok {
