@@ -354,7 +354,7 @@ func (c *cluster) waitFor(ctx context.Context, name string, timeout time.Duratio
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready after %s (last check: %w); see %s", name, timeout, last, c.logFile(name))
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond): // cheap probes; every poll saved is start-up time
 		}
 	}
 }
