@@ -27,8 +27,8 @@ import (
 
 // explainResource prints the documentation of a resource (configmap) or
 // of a field in it (deployment.spec.strategy).
-func explainResource(ctx context.Context, disco *discovery.DiscoveryClient, out io.Writer, arg string) error {
-	gvr, fieldPath, err := explainTarget(ctx, disco, arg)
+func explainResource(ctx context.Context, disco *discovery.DiscoveryClient, out, warnings io.Writer, arg string) error {
+	gvr, fieldPath, err := explainTarget(ctx, disco, arg, warnings)
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func explainResource(ctx context.Context, disco *discovery.DiscoveryClient, out 
 // RESTMapper; if the input starts with the resource.group it found
 // (deployments.apps.spec), the path is what follows, else the words after
 // the first (deploy.spec).
-func explainTarget(ctx context.Context, disco discovery.DiscoveryInterfaceWithContext, arg string) (schema.GroupVersionResource, []string, error) {
+func explainTarget(ctx context.Context, disco discovery.DiscoveryInterfaceWithContext, arg string, warnings io.Writer) (schema.GroupVersionResource, []string, error) {
 	nodes, err := jsonPathNodes(arg)
 	if err != nil {
 		return schema.GroupVersionResource{}, nil, err
@@ -77,7 +77,7 @@ func explainTarget(ctx context.Context, disco discovery.DiscoveryInterfaceWithCo
 	if err != nil {
 		return schema.GroupVersionResource{}, nil, err
 	}
-	mapper, cached := newRESTMapper(disco)
+	mapper, cached := newRESTMapper(disco, warnings)
 	gvrs, err := mapper.ResourcesForWithContext(ctx, schema.GroupVersionResource{Resource: words[0]})
 	if err == nil && len(gvrs) == 0 {
 		err = &meta.NoResourceMatchError{PartialResource: schema.GroupVersionResource{Resource: words[0]}}

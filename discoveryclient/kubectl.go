@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 )
 
 // tableOptions are kubectl api-resources' flags that the demo copies.
@@ -23,6 +25,36 @@ type tableOptions struct {
 	apiGroup    string
 	apiGroupSet bool  // -api-group "" means the core group
 	namespaced  *bool // nil: both, as when kubectl's flag is not given
+}
+
+// lookAlike reports whether a flag asks for one kubectl look-alike.
+func (o options) lookAlike() bool {
+	return o.apiVersions || o.apiResources || o.explain != "" || o.gvr != ""
+}
+
+// runLookAlike prints what the kubectl command that the flags name prints.
+// Warnings go to stderr, as kubectl's do.
+func runLookAlike(ctx context.Context, o options, config *rest.Config, disco *discovery.DiscoveryClient, out io.Writer) error {
+	switch {
+	case o.explain != "":
+		return explainResource(ctx, disco, out, os.Stderr, o.explain)
+	case o.gvr != "":
+		return printGVR(ctx, disco, out, os.Stderr, o.gvr)
+	}
+	var tables discovery.DiscoveryInterfaceWithContext = disco
+	if o.cacheDir != "" {
+		// Through kubectl's disk cache, as kubectl api-resources --cached:
+		// no request while the cache is fresh.
+		cached, err := diskCache(config, o.cacheDir)
+		if err != nil {
+			return err
+		}
+		tables = cached
+	}
+	if o.apiVersions {
+		return printAPIVersions(ctx, tables, out)
+	}
+	return printAPIResources(ctx, tables, out, o.table)
 }
 
 // printAPIVersions prints what `kubectl api-versions` prints: every

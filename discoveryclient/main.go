@@ -55,26 +55,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("create discovery client: %w", err)
 	}
 
-	// One kubectl look-alike per flag.
-	if o.apiVersions || o.apiResources {
-		var tables discovery.DiscoveryInterfaceWithContext = disco
-		if o.cacheDir != "" {
-			// Through kubectl's disk cache, as kubectl api-resources
-			// --cached: no request while the cache is fresh.
-			if tables, err = diskCache(config, o.cacheDir); err != nil {
-				return err
-			}
-		}
-		if o.apiVersions {
-			return printAPIVersions(ctx, tables, stdout)
-		}
-		return printAPIResources(ctx, tables, stdout, o.table)
-	}
-	switch {
-	case o.explain != "":
-		return explainResource(ctx, disco, stdout, o.explain)
-	case o.gvr != "":
-		return printGVR(ctx, disco, stdout, o.gvr)
+	// -api-versions, -api-resources, -explain, -gvr: what one kubectl
+	// command prints (kubectl.go). Without them, the four steps below.
+	if o.lookAlike() {
+		return runLookAlike(ctx, o, config, disco, stdout)
 	}
 
 	// Step 1: every user may read /version (ClusterRole
@@ -95,8 +79,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	// Step 3: the preferred version of every resource, the table kubectl
-	// prints; subresources (pods/log) are left out.
+	// Step 3: a resource that several versions serve is listed once, in
+	// its group's preferred version when that version serves it (the one a
+	// client should use), else in another; subresources (pods/log) are left
+	// out.
 	fmt.Fprintln(stdout, "Step 3: ServerPreferredResources: the resource table of kubectl api-resources")
 	if err := printAPIResources(ctx, disco, stdout, o.table); err != nil {
 		return err

@@ -276,6 +276,7 @@ func TestMatchesKubectl(t *testing.T) {
 		{"deployments.apps.spec.strategy.type", "ENUM:\n    Recreate\n    RollingUpdate\n"},
 		{"svc.spec", "\n  type\t<string>\n  enum: ClusterIP, ExternalName, LoadBalancer, NodePort\n"},
 		{"pod.spec.containers", "FIELD: containers <[]Container>\n"},
+		{"ev", "KIND:       Event\nVERSION:    v1\n"}, // a short name events.k8s.io claims too
 		{"gdg", "GROUP:      " + group + "\nKIND:       Gadget\n"},
 		{gadgets + ".spec", "\nEXTERNAL DOCS:\n    How gadgets are sized.\n    URL: https://example.com/gadgets\n"},
 		{"gadget.spec", "\n  size\t<string> -required-\n  enum: small, medium, large, huge, ....\n"},
@@ -537,6 +538,25 @@ func TestGVR(t *testing.T) {
 	out = runDemo(t, "-gvr", "ns")
 	if !strings.Contains(out, `resource="namespaces"`) || !strings.Contains(out, "namespaced:       false") || !strings.Contains(out, "URL:              /api/v1/namespaces") {
 		t.Errorf("-gvr ns:\n%s", out)
+	}
+
+	// ev is the short name of events in the core group and in
+	// events.k8s.io: the core group's wins, every time (a fresh mapper each
+	// time: with the resource lists in map order it would be either, see
+	// inGroupOrder), with kubectl's warning, which run prints on stderr.
+	disco := discovery.NewDiscoveryClientForConfigOrDie(demotest.Config(t))
+	for range 20 {
+		var warnings bytes.Buffer
+		m, err := resolve(context.Background(), disco, "ev", &warnings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (schema.GroupVersionResource{Version: "v1", Resource: "events"}); m.Resource != want {
+			t.Fatalf("ev resolves to %v, want %v", m.Resource, want)
+		}
+		if want := "Warning: short name \"ev\" could also match lower priority resource events.events.k8s.io\n"; warnings.String() != want {
+			t.Fatalf("warnings for ev: %q, want %q", warnings.String(), want)
+		}
 	}
 }
 

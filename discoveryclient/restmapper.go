@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -20,23 +21,50 @@ import (
 	"k8s.io/client-go/restmapper"
 )
 
-// newRESTMapper is kubectl's mapper (k8s.io/cli-runtime's ToRESTMapper):
-// a mapper that reads discovery on first use, through a memory cache, and
-// a shortcut expander that knows the short names discovery reports
-// (deploy, cm). It returns the cached discovery client too, for the
-// suggestions of an unknown name.
-func newRESTMapper(disco discovery.DiscoveryInterfaceWithContext) (meta.RESTMapperWithContext, discovery.CachedDiscoveryInterfaceWithContext) {
+// newRESTMapper is built as kubectl's mapper is (k8s.io/cli-runtime's
+// ToRESTMapper): a mapper that reads discovery on first use, wrapped in a
+// shortcut expander that knows the short names discovery reports (deploy,
+// cm). kubectl reads through its disk cache; this one-shot program through
+// a memory cache. It returns that cache too, for the suggestions of an
+// unknown name. A short name that two resources claim (ev: events in the
+// core group and in events.k8s.io) maps to the one of higher priority, and
+// the expander says so on warnings, as kubectl does on stderr.
+//
+// A long-running program that meets a meta.IsNoMatchError (a CRD
+// installed since) calls meta.MaybeResetRESTMapperWithContext(ctx, mapper)
+// and tries again: once the memory cache is filled it counts as fresh, and
+// the mapper does not ask the server again by itself (KindForWithContext
+// in client-go's restmapper/discovery.go).
+func newRESTMapper(disco discovery.DiscoveryInterfaceWithContext, warnings io.Writer) (meta.RESTMapperWithContext, discovery.CachedDiscoveryInterfaceWithContext) {
 	cached := memory.NewMemCacheClientWithContext(disco)
 	mapper := restmapper.NewShortcutExpanderWithContext(
-		restmapper.NewDeferredDiscoveryRESTMapperWithContext(cached), cached, func(string) {})
+		restmapper.NewDeferredDiscoveryRESTMapperWithContext(cached), inGroupOrder{cached},
+		func(warning string) { fmt.Fprintf(warnings, "Warning: %s\n", warning) })
 	return mapper, cached
+}
+
+// inGroupOrder gives the shortcut expander the resource lists in the
+// server's order of groups, in which the first resource to claim a short
+// name wins. From a client that has aggregated discovery (the memory cache,
+// the DiscoveryClient), ServerGroupsAndResourcesWithContext returns them in
+// the random order of a Go map (client-go's discovery/discovery_client.go),
+// so ev would map to events in the core group on one run and in
+// events.k8s.io on the next. Without GroupsAndMaybeResourcesWithContext in
+// its method set, the lists are read group by group from the cache, with no
+// request: what kubectl's disk cache, which lacks that method too, does.
+type inGroupOrder struct {
+	discovery.CachedDiscoveryInterfaceWithContext
+}
+
+func (c inGroupOrder) ServerGroupsAndResourcesWithContext(ctx context.Context) ([]*metav1.APIGroup, []*metav1.APIResourceList, error) {
+	return discovery.ServerGroupsAndResourcesWithContext(ctx, c)
 }
 
 // resolve finds the RESTMapping for a name in kubectl's resource builder's
 // order: first as a resource (deploy, deployments, deployments.apps,
 // deployments.v1.apps), then as a kind (Deployment, Deployment.apps).
-func resolve(ctx context.Context, disco discovery.DiscoveryInterfaceWithContext, arg string) (*meta.RESTMapping, error) {
-	mapper, cached := newRESTMapper(disco)
+func resolve(ctx context.Context, disco discovery.DiscoveryInterfaceWithContext, arg string, warnings io.Writer) (*meta.RESTMapping, error) {
+	mapper, cached := newRESTMapper(disco, warnings)
 	fullGVR, gr := schema.ParseResourceArg(strings.ToLower(arg))
 	var gvk schema.GroupVersionKind
 	if fullGVR != nil {
@@ -68,15 +96,15 @@ func unknownResource(ctx context.Context, disco discovery.DiscoveryInterfaceWith
 		return fmt.Errorf("resolve %q: %w", arg, explainDiscovery(err))
 	}
 	msg := fmt.Sprintf("the server doesn't have a resource type %q", arg)
-	if close := closeNames(ctx, disco, arg); len(close) > 0 {
-		msg += "; did you mean " + strings.Join(close, ", ") + "?"
+	if near := closeNames(ctx, disco, arg); len(near) > 0 {
+		msg += "; did you mean " + strings.Join(near, ", ") + "?"
 	}
-	return fmt.Errorf("%s", msg)
+	return errors.New(msg)
 }
 
 // printGVR shows what a name resolves to and what can be done with it.
-func printGVR(ctx context.Context, disco *discovery.DiscoveryClient, out io.Writer, arg string) error {
-	m, err := resolve(ctx, disco, arg)
+func printGVR(ctx context.Context, disco *discovery.DiscoveryClient, out, warnings io.Writer, arg string) error {
+	m, err := resolve(ctx, disco, arg, warnings)
 	if err != nil {
 		return err
 	}

@@ -125,8 +125,9 @@ func (c *cluster) args(name string) []string {
 // up starts the control plane in the background and returns once it is ready
 // for the demos: /readyz ok, the default namespace and its service account,
 // and a Ready node. Each wait has a limit (etcd 30s, kube-apiserver 90s, the
-// controllers and the node 60s) and each request a deadline, so up fails,
-// naming a log file, within four minutes at worst instead of hanging.
+// controllers and the node 60s) and each other request a deadline (15s, two
+// of them), so up fails, naming a log file, after at most 3.5 minutes plus
+// the time to stop what it started (stopComponent), instead of hanging.
 func (c *cluster) up(ctx context.Context) error {
 	start := time.Now()
 	running := c.running()
