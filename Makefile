@@ -75,8 +75,6 @@ lint: ## gofmt, go vet and staticcheck, for both modules
 # cluster-wide (the CronTab CRD, the discovery document the README shows),
 # so they run one after another. The control plane's own tests run beside
 # them: they touch no CRD and start their private clusters on other ports.
-# -trimpath keeps the build cache valid for a fresh clone in another
-# directory (CI), so its test binaries are not compiled again.
 # Lint is a prerequisite, not a $(MAKE) in the recipe, so `make -n test`
 # stays a dry run (make runs recipe lines that hold $(MAKE) even with -n).
 test: lint localcluster kubectl ## lint, then every test against the local control plane
@@ -86,7 +84,7 @@ test: lint localcluster kubectl ## lint, then every test against the local contr
 	(cd hack/localcluster && LOCALCLUSTER_DIR=$(STATE) go test -count=1 -timeout 20m -ldflags '$(LDFLAGS)' . > $(STATE)/localcluster-test.log 2>&1) & lc=$$!; \
 	DEMO_TEST_REQUIRE_CLUSTER=1 LOCALCLUSTER_KUBECONFIG=$(KUBECONFIG_LOCAL) \
 	KUBECONFIG=$(KUBECONFIG_LOCAL) LOCALCLUSTER=$(LOCALCLUSTER) KUBECTL=$(KUBECTL) \
-	GOFLAGS=-trimpath go test -p 1 -race -count=1 -timeout 30m ./... || status=$$?; \
+	  go test -p 1 -race -count=1 -timeout 30m ./... || status=$$?; \
 	wait $$lc || status=$$?; cat $(STATE)/localcluster-test.log; \
 	if [ $$was_up -eq 0 ]; then $(LOCALCLUSTER) -dir $(STATE) down; fi; \
 	exit $$status
