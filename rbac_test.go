@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -424,18 +425,43 @@ func serviceAccountKubeconfig(t *testing.T, cs kubernetes.Interface, ns, name st
 	return path
 }
 
-// buildDemos builds every demo once, into a directory of the test's own.
+// buildDemos builds every demo, once for all the tests of this package
+// (README output and least privilege run the same binaries), into a
+// directory that TestMain removes.
 func buildDemos(t *testing.T) string {
 	t.Helper()
-	bin := t.TempDir()
-	args := []string{"build", "-o", bin + string(filepath.Separator)}
-	for _, d := range demos {
-		args = append(args, "./"+d)
+	dir, err := builtDemos()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	return dir
+}
+
+var (
+	binDir     string
+	builtDemos = sync.OnceValues(func() (string, error) {
+		dir, err := os.MkdirTemp("", "client-go-demo-bin-")
+		if err != nil {
+			return "", err
+		}
+		binDir = dir
+		args := []string{"build", "-o", dir + string(filepath.Separator)}
+		for _, d := range demos {
+			args = append(args, "./"+d)
+		}
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return dir, nil
+	})
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
 	}
-	return bin
+	os.Exit(code)
 }
 
 // runAs runs one demo with $KUBECONFIG set to kubeconfig and returns its

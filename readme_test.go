@@ -5,7 +5,6 @@ package readme
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -14,13 +13,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"client-go-demo/internal/demotest"
 )
@@ -130,19 +124,14 @@ func blocks(t *testing.T, readme string, demo string) []block {
 // what it prints with the README, masking what changes from run to run.
 func TestREADMEOutput(t *testing.T) {
 	path := demotest.Kubeconfig(t)
-	bin := t.TempDir()
+	bin := buildDemos(t)
 	demos := demos
 	if *only != "" {
 		demos = []string{*only}
 	}
-	for _, d := range demos {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, d), "./"+d).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", d, err, out)
-		}
-	}
 	kubeconfig, ns := path, ""
 	if !*update {
-		kubeconfig, ns = namespacedKubeconfig(t, path)
+		kubeconfig, ns = namespacedKubeconfig(t)
 	}
 	for _, d := range demos {
 		readme := filepath.Join(d, "README.md")
@@ -185,35 +174,12 @@ func TestREADMEOutput(t *testing.T) {
 // namespacedKubeconfig writes a kubeconfig whose context uses a fresh
 // namespace, so the demos run without -n and their output reads as in the
 // README once the namespace's name is masked.
-func namespacedKubeconfig(t *testing.T, path string) (string, string) {
-	config, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := kubernetes.NewForConfigOrDie(config)
-	ctx := context.Background()
-	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "readme-"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
-	// The README runs see kube-root-ca.crt in the namespace; so must we.
-	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := cs.CoreV1().ConfigMaps(ns.Name).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
-		return err == nil, nil
-	}); err != nil {
-		t.Fatal("kube-root-ca.crt never appeared")
-	}
-	raw, err := clientcmd.LoadFromFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw.Contexts[raw.CurrentContext].Namespace = ns.Name
-	out := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*raw, out); err != nil {
-		t.Fatal(err)
-	}
-	return out, ns.Name
+func namespacedKubeconfig(t *testing.T) (string, string) {
+	// demotest.Namespace waits for kube-root-ca.crt: the README runs see it.
+	ns := demotest.Namespace(t, demotest.Client(t), "readme")
+	return demotest.ModifiedKubeconfig(t, func(c *clientcmdapi.Config) {
+		c.Contexts[c.CurrentContext].Namespace = ns
+	}), ns
 }
 
 // masks replace what differs between runs, and nothing else: generated

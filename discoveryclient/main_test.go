@@ -560,27 +560,11 @@ func TestGVR(t *testing.T) {
 	}
 }
 
-// anonymousKubeconfig acts as system:anonymous, who may read /version but
-// not discover (system:discovery is bound to system:authenticated).
-func anonymousKubeconfig(t *testing.T) string {
-	raw, err := clientcmd.LoadFromFile(demotest.Kubeconfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range raw.AuthInfos {
-		a.Impersonate = "system:anonymous"
-		a.ImpersonateGroups = []string{"system:unauthenticated"}
-	}
-	path := filepath.Join(t.TempDir(), "anonymous.kubeconfig")
-	if err := clientcmd.WriteToFile(*raw, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestErrors(t *testing.T) {
 	demotest.Kubeconfig(t)
-	anonymous := anonymousKubeconfig(t)
+	// system:anonymous may read /version but not discover
+	// (system:discovery is bound to system:authenticated).
+	anonymous := demotest.ImpersonatingKubeconfig(t, "system:anonymous", "system:unauthenticated")
 	unreachable := demotest.UnreachableKubeconfig(t)
 	noHome := t.TempDir()
 	for _, tc := range []struct {

@@ -12,6 +12,7 @@ package demotest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // PartOf is the label every demo object carries.
@@ -40,18 +42,7 @@ const PartOf = "app.kubernetes.io/part-of=client-go-demo"
 // <repo>/.localcluster/admin.kubeconfig.
 func Kubeconfig(t testing.TB) string {
 	t.Helper()
-	path := os.Getenv("LOCALCLUSTER_KUBECONFIG")
-	if path == "" {
-		path = filepath.Join(repoRoot(t), ".localcluster", "admin.kubeconfig")
-	}
-	config, err := clientcmd.BuildConfigFromFlags("", path)
-	if err == nil {
-		config.Timeout = 5 * time.Second // one probe request, not a watch
-		var cs *kubernetes.Clientset
-		if cs, err = kubernetes.NewForConfig(config); err == nil {
-			_, err = cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(context.Background())
-		}
-	}
+	path, err := findControlPlane()
 	if err != nil {
 		msg := "no local control plane (" + err.Error() + "): run the tests with `make test`, which starts one"
 		if os.Getenv("DEMO_TEST_REQUIRE_CLUSTER") != "" {
@@ -62,6 +53,30 @@ func Kubeconfig(t testing.TB) string {
 	t.Setenv("KUBECONFIG", path)
 	return path
 }
+
+// findControlPlane finds the kubeconfig and checks /readyz once per test
+// binary; every helper below calls Kubeconfig, many times per test.
+var findControlPlane = sync.OnceValues(func() (string, error) {
+	path := os.Getenv("LOCALCLUSTER_KUBECONFIG")
+	if path == "" {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil || strings.TrimSpace(string(out)) == "" {
+			return "", fmt.Errorf("find the module root: %v", err)
+		}
+		path = filepath.Join(filepath.Dir(strings.TrimSpace(string(out))), ".localcluster", "admin.kubeconfig")
+	}
+	config, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return "", err
+	}
+	config.Timeout = 5 * time.Second // one probe request, not a watch
+	cs, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return "", err
+	}
+	_, err = cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(context.Background())
+	return path, err
+})
 
 // Config returns a rest.Config for the local control plane.
 func Config(t testing.TB) *rest.Config {
@@ -77,14 +92,6 @@ func Config(t testing.TB) *rest.Config {
 func Client(t testing.TB) *kubernetes.Clientset {
 	t.Helper()
 	return kubernetes.NewForConfigOrDie(Config(t))
-}
-
-func repoRoot(t testing.TB) string {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(out)) == "" {
-		t.Fatalf("find the module root: %v", err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
 // Namespace creates a namespace named prefix-xxxxx for one test, waits
@@ -120,24 +127,28 @@ func NothingLeft(t testing.TB, cs kubernetes.Interface, ns string) {
 		var left []string
 		listErrs = nil
 		opts := metav1.ListOptions{LabelSelector: PartOf}
-		add := func(kind string, names []string, err error) {
+		add := func(kind string, list runtime.Object, err error) {
 			if err != nil {
 				listErrs = append(listErrs, kind+": "+err.Error())
+				return
 			}
-			for _, n := range names {
-				left = append(left, kind+"/"+n)
-			}
+			_ = meta.EachListItem(list, func(o runtime.Object) error {
+				if m, err := meta.Accessor(o); err == nil {
+					left = append(left, kind+"/"+m.GetName())
+				}
+				return nil
+			})
 		}
 		pods, err := cs.CoreV1().Pods(ns).List(ctx, opts)
-		add("pod", names(pods, err), err)
+		add("pod", pods, err)
 		deps, err := cs.AppsV1().Deployments(ns).List(ctx, opts)
-		add("deployment", names(deps, err), err)
+		add("deployment", deps, err)
 		rss, err := cs.AppsV1().ReplicaSets(ns).List(ctx, opts)
-		add("replicaset", names(rss, err), err)
+		add("replicaset", rss, err)
 		cms, err := cs.CoreV1().ConfigMaps(ns).List(ctx, opts)
-		add("configmap", names(cms, err), err)
+		add("configmap", cms, err)
 		svcs, err := cs.CoreV1().Services(ns).List(ctx, opts)
-		add("service", names(svcs, err), err)
+		add("service", svcs, err)
 		if len(listErrs) > 0 {
 			return false, nil
 		}
@@ -147,21 +158,6 @@ func NothingLeft(t testing.TB, cs kubernetes.Interface, ns string) {
 	if err != nil {
 		t.Fatalf("left behind in %s: %v (last list errors: %v)", ns, seen, listErrs)
 	}
-}
-
-// names lists the names of a list's items; nil for a failed list.
-func names(list runtime.Object, err error) []string {
-	if err != nil {
-		return nil
-	}
-	var out []string
-	_ = meta.EachListItem(list, func(o runtime.Object) error {
-		if m, err := meta.Accessor(o); err == nil {
-			out = append(out, m.GetName())
-		}
-		return nil
-	})
-	return out
 }
 
 // NamespaceStillThere fails if ns has gone, as a demo must never delete
@@ -176,34 +172,37 @@ func NamespaceStillThere(t testing.TB, cs kubernetes.Interface, ns string) {
 // ImpersonatingKubeconfig writes a copy of the admin kubeconfig that acts
 // as user (by impersonation), who has no RBAC grants unless a test gives
 // them: every demo must then fail with one Forbidden line.
-func ImpersonatingKubeconfig(t testing.TB, user string) string {
+func ImpersonatingKubeconfig(t testing.TB, user string, groups ...string) string {
 	t.Helper()
-	raw, err := clientcmd.LoadFromFile(Kubeconfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range raw.AuthInfos {
-		a.Impersonate = user
-	}
-	path := filepath.Join(t.TempDir(), user+".kubeconfig")
-	if err := clientcmd.WriteToFile(*raw, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return ModifiedKubeconfig(t, func(c *clientcmdapi.Config) {
+		for _, a := range c.AuthInfos {
+			a.Impersonate, a.ImpersonateGroups = user, groups
+		}
+	})
 }
 
 // UnreachableKubeconfig writes a kubeconfig whose server refuses
 // connections.
 func UnreachableKubeconfig(t testing.TB) string {
 	t.Helper()
+	return ModifiedKubeconfig(t, func(c *clientcmdapi.Config) {
+		for _, cl := range c.Clusters {
+			cl.Server = "https://127.0.0.1:1"
+		}
+	})
+}
+
+// ModifiedKubeconfig writes a copy of the admin kubeconfig, changed by
+// modify, into the test's temporary directory (mode 0600) and returns its
+// path.
+func ModifiedKubeconfig(t testing.TB, modify func(*clientcmdapi.Config)) string {
+	t.Helper()
 	raw, err := clientcmd.LoadFromFile(Kubeconfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range raw.Clusters {
-		c.Server = "https://127.0.0.1:1"
-	}
-	path := filepath.Join(t.TempDir(), "unreachable.kubeconfig")
+	modify(raw)
+	path := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := clientcmd.WriteToFile(*raw, path); err != nil {
 		t.Fatal(err)
 	}
