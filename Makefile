@@ -5,7 +5,8 @@
 
 SHELL        := /bin/bash
 .SHELLFLAGS  := -eu -o pipefail -c
-DEMOS        := restclient clientset dynamicclient discoveryclient reflector
+DEMOS        := restclient clientset dynamicclient discoveryclient reflector \
+                reflector/watch reflector/informer reflector/controller
 STATE        := $(CURDIR)/.localcluster
 LOCALCLUSTER := $(CURDIR)/bin/localcluster
 KUBECONFIG_LOCAL := $(STATE)/admin.kubeconfig
@@ -58,8 +59,13 @@ demo: cluster-up ## Run every demo, in order, against the local control plane
 	  KUBECONFIG=$(KUBECONFIG_LOCAL) go run ./$$d || exit 1; \
 	done
 
-run-%: cluster-up ## Run one demo, e.g. make run-restclient ARGS='-v=6'
+run-%: cluster-up ## Run one demo, e.g. make run-restclient ARGS='-v=6', make run-reflector/watch
 	@KUBECONFIG=$(KUBECONFIG_LOCAL) go run ./$* $(ARGS)
+
+# A pattern without a slash matches only a target's file part, so the demos
+# under reflector/ need a rule of their own.
+run-reflector/%: cluster-up
+	@KUBECONFIG=$(KUBECONFIG_LOCAL) go run ./reflector/$* $(ARGS)
 
 lint: ## gofmt, go vet and staticcheck, for both modules
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -93,3 +99,4 @@ images: ## Render image/*.dot to the pictures the README shows (needs Graphviz: 
 	@command -v dot >/dev/null || { echo "make images needs Graphviz's dot: apt-get install graphviz"; exit 1; }
 	dot -Tjpg -Gdpi=110 image/group-version-resource.dot -o image/group-version-resource.jpeg
 	dot -Tpng -Gdpi=110 image/reflector.dot -o image/reflector.png
+	dot -Tpng -Gdpi=110 image/informer.dot -o image/informer.png

@@ -445,14 +445,21 @@ var (
 			return "", err
 		}
 		binDir = dir
-		args := []string{"build", "-o", dir + string(filepath.Separator)}
-		for _, d := range demos {
-			args = append(args, "./"+d)
+		// One go build per demo (go build -o dir/ names each binary
+		// after the last path element, and two would be "reflector"),
+		// run in parallel; the build cache makes the later ones cheap.
+		var wg sync.WaitGroup
+		errs := make([]error, len(demos))
+		for i, d := range demos {
+			wg.Go(func() {
+				args := []string{"build", "-o", filepath.Join(dir, binName(d)), "./" + d}
+				if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+					errs[i] = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+			})
 		}
-		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return dir, nil
+		wg.Wait()
+		return dir, errors.Join(errs...)
 	})
 )
 
@@ -471,7 +478,7 @@ func runAs(t *testing.T, bin, kubeconfig string, r rbacRun, extra ...string) (st
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, r.demo), slices.Concat(r.args, extra)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, binName(r.demo)), slices.Concat(r.args, extra)...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,7 +25,14 @@ var (
 	only   = flag.String("only", "", "with -update or without: only this demo folder (e.g. restclient)")
 )
 
-var demos = []string{"restclient", "clientset", "dynamicclient", "discoveryclient", "reflector"}
+// demos are the demo folders, in the order make demo runs them; the ones
+// built on the Reflector live under it.
+var demos = []string{"restclient", "clientset", "dynamicclient", "discoveryclient", "reflector",
+	"reflector/watch", "reflector/informer", "reflector/controller"}
+
+// binName is the file a demo is built into: "reflector" is a binary, so
+// reflector/watch cannot be a path below it.
+func binName(demo string) string { return strings.ReplaceAll(demo, "/", "-") }
 
 // TestNamesExist checks that the folders and make targets the READMEs name
 // are real.
@@ -49,7 +57,7 @@ func TestNamesExist(t *testing.T) {
 				t.Errorf("%s names `make %s`, which the Makefile does not have", readme, name)
 			}
 		}
-		for _, m := range regexp.MustCompile(`go run \./([a-z]+)`).FindAllStringSubmatch(text, -1) {
+		for _, m := range regexp.MustCompile(`go run \./([a-z/]*[a-z])`).FindAllStringSubmatch(text, -1) {
 			if _, err := os.Stat(filepath.Join(m[1], "main.go")); err != nil {
 				t.Errorf("%s runs ./%s, which has no main.go", readme, m[1])
 			}
@@ -93,7 +101,7 @@ type block struct {
 	expected string
 }
 
-var marker = regexp.MustCompile("(?m)^<!-- output: go run \\./([a-z]+)(.*?) -->\n```text\n")
+var marker = regexp.MustCompile("(?m)^<!-- output: go run \\./([a-z/]*[a-z])(.*?) -->\n```text\n")
 
 func blocks(t *testing.T, readme string, demo string) []block {
 	b, err := os.ReadFile(readme)
@@ -139,10 +147,31 @@ func TestREADMEOutput(t *testing.T) {
 		if len(bs) == 0 {
 			t.Errorf("%s has no output block (<!-- output: go run ./%s -->)", readme, d)
 		}
+		// A demo's Chinese README, where it has one, shows the same runs
+		// in the same order; the demos under reflector/ must have one.
+		zh := filepath.Join(d, "README.zh-CN.md")
+		var zhBlocks []block
+		if _, err := os.Stat(zh); err == nil {
+			zhBlocks = blocks(t, zh, d)
+			if len(zhBlocks) != len(bs) {
+				t.Errorf("%s has %d output blocks, %s has %d", zh, len(zhBlocks), readme, len(bs))
+				zhBlocks = nil
+			}
+		} else if strings.Contains(d, "/") {
+			t.Errorf("%s is missing", zh)
+		}
+		for i, b := range zhBlocks {
+			if !slices.Equal(b.args, bs[i].args) {
+				t.Errorf("%s block %d runs %q, %s runs %q", zh, i+1, b.args, readme, bs[i].args)
+				zhBlocks = nil
+				break
+			}
+		}
 		text, _ := os.ReadFile(readme)
+		zhText, _ := os.ReadFile(zh)
 		for i := len(bs) - 1; i >= 0; i-- {
 			b := bs[i]
-			cmd := exec.Command(filepath.Join(bin, d), b.args...)
+			cmd := exec.Command(filepath.Join(bin, binName(d)), b.args...)
 			cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -152,20 +181,35 @@ func TestREADMEOutput(t *testing.T) {
 			}
 			if *update {
 				text = append(text[:b.start], append(stdout.Bytes(), text[b.end:]...)...)
+				if zhBlocks != nil {
+					zb := zhBlocks[i]
+					zhText = append(zhText[:zb.start], append(stdout.Bytes(), zhText[zb.end:]...)...)
+				}
 				continue
 			}
 			// Other tests create CRDs in *.example.com meanwhile; discovery
 			// output lists them.
 			dropCRDs := d == "discoveryclient"
-			want, got := mask(b.expected, ns, dropCRDs), mask(stdout.String(), ns, dropCRDs)
-			if want != got {
-				t.Errorf("%s: the output of `go run ./%s %s` differs from the README (masked; -want +got):\n%s",
-					readme, d, strings.Join(b.args, " "), diff(want, got))
+			got := mask(stdout.String(), ns, dropCRDs)
+			check := func(file string, b block) {
+				if want := mask(b.expected, ns, dropCRDs); want != got {
+					t.Errorf("%s: the output of `go run ./%s %s` differs from the README (masked; -want +got):\n%s",
+						file, d, strings.Join(b.args, " "), diff(want, got))
+				}
+			}
+			check(readme, b)
+			if zhBlocks != nil {
+				check(zh, zhBlocks[i])
 			}
 		}
 		if *update {
 			if err := os.WriteFile(readme, text, 0o644); err != nil {
 				t.Fatal(err)
+			}
+			if zhBlocks != nil {
+				if err := os.WriteFile(zh, zhText, 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
@@ -190,7 +234,7 @@ var masks = []struct {
 	re   *regexp.Regexp
 	with string
 }{
-	{regexp.MustCompile(`demo-(restclient|clientset|dynamicclient|reflector)-[a-z0-9]{5}`), "demo-$1-xxxxx"},
+	{regexp.MustCompile(`demo-(restclient|clientset|dynamicclient|reflector|watch|informer|controller)-[a-z0-9]{5}`), "demo-$1-xxxxx"},
 	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), "UID"},
 	{regexp.MustCompile(`continue=[A-Za-z0-9_%-]+`), "continue=TOKEN"},
 	{regexp.MustCompile(`\(attempts: \d+\)`), "(attempts: N)"}, // a controller may write in between

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/utils/ptr"
+)
+
+// objects creates, changes and deletes the demo's objects, and remembers
+// what it created, so that cleanup finds everything on every way out.
+type objects struct {
+	configMaps typedcorev1.ConfigMapInterface
+	pods       typedcorev1.PodInterface
+	created    []func(context.Context) error
+}
+
+func (o *objects) createConfigMap(ctx context.Context, out io.Writer) (*corev1.ConfigMap, error) {
+	fmt.Fprintln(out, "-> create a ConfigMap")
+	cm, err := o.configMaps.Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "demo-watch-", Labels: map[string]string{partOfKey: partOfValue, "app.kubernetes.io/name": demoName}},
+		Data:       map[string]string{"step": "created"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create configmap: %w", explain(err))
+	}
+	name := cm.Name
+	o.created = append(o.created, func(ctx context.Context) error {
+		return o.configMaps.Delete(ctx, name, metav1.DeleteOptions{})
+	})
+	return cm, nil
+}
+
+// updateConfigMap changes cm as read; nobody else writes the demo's
+// ConfigMaps, so its resourceVersion is current.
+func (o *objects) updateConfigMap(ctx context.Context, out io.Writer, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	fmt.Fprintf(out, "-> update %s\n", cm.Name)
+	cm = cm.DeepCopy()
+	cm.Data = map[string]string{"step": "updated"}
+	cm, err := o.configMaps.Update(ctx, cm, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("update configmap: %w", explain(err))
+	}
+	return cm, nil
+}
+
+func (o *objects) deleteConfigMap(ctx context.Context, out io.Writer, name string) error {
+	fmt.Fprintf(out, "-> delete %s\n", name)
+	if err := o.configMaps.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("delete configmap %s: %w", name, explain(err))
+	}
+	return nil
+}
+
+// cleanup deletes what is left of what the demo created; NotFound means
+// it is gone already.
+func (o *objects) cleanup(ctx context.Context) error {
+	var errs []error
+	for _, del := range o.created {
+		if err := del(ctx); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o *objects) createPod(ctx context.Context, out io.Writer) (*corev1.Pod, error) {
+	fmt.Fprintln(out, "-> create a Pod")
+	pod, err := o.pods.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "demo-watch-", Labels: map[string]string{partOfKey: partOfValue, "app.kubernetes.io/name": demoName}},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}},
+			// A delete without a grace period of its own takes this
+			// one: 0, gone at once (pkg/registry/core/pod/strategy.go).
+			TerminationGracePeriodSeconds: ptr.To[int64](0),
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create pod: %w", explain(err))
+	}
+	name := pod.Name
+	o.created = append(o.created, func(ctx context.Context) error {
+		return o.pods.Delete(ctx, name, metav1.DeleteOptions{})
+	})
+	fmt.Fprintf(out, "   created %s\n", pod.Name)
+	return pod, nil
+}
+
+func (o *objects) deletePod(ctx context.Context, out io.Writer, name string) error {
+	fmt.Fprintf(out, "-> delete %s\n", name)
+	if err := o.pods.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("delete pod %s: %w", name, explain(err))
+	}
+	return nil
+}
