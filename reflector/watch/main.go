@@ -141,14 +141,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 
 	// Step 2: a resume from a resourceVersion the server no longer holds.
 	fmt.Fprintln(stdout, "Step 2: a hand-written resume from a resourceVersion the server no longer holds gets 410 Gone")
-	listRV, err := tooOld(ctx, stdout, configMaps, seconds)
+	listRV, expired, err := tooOld(ctx, stdout, configMaps, seconds)
 	if err != nil {
 		return err
 	}
 
 	// Step 3: RetryWatcher, the resume loop of Step 1 done for you.
 	fmt.Fprintln(stdout, "Step 3: watchtools.NewRetryWatcherWithContext resumes after a stream ends, and stops on 410")
-	if err := retryWatch(ctx, stdout, configMaps, objs, cm, listRV, seconds); err != nil { // wait.go
+	if err := retryWatch(ctx, stdout, configMaps, objs, cm, listRV, expired, seconds); err != nil { // wait.go
 		return err
 	}
 
@@ -161,18 +161,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 // after a long outage: the server answers 410 Gone, as an ERROR event
 // inside a 200 response (k8s.io/apiserver@v0.37.2 pkg/storage/cacher,
 // Cacher.Watch and watchCacheHistory.GetIntervalLocked). A LIST is the
-// only way on; it returns the resourceVersion to watch from.
-func tooOld(ctx context.Context, out io.Writer, configMaps typedcorev1.ConfigMapInterface, timeout int64) (string, error) {
+// only way on; it returns the resourceVersion to watch from, and whether
+// the 410 came.
+func tooOld(ctx context.Context, out io.Writer, configMaps typedcorev1.ConfigMapInterface, timeout int64) (listRV string, expired bool, err error) {
 	fmt.Fprintf(out, "WATCH resourceVersion=\"1\" timeoutSeconds=%d (\"1\" stands for a resourceVersion from before an outage or an API server restart)\n", timeout)
 	w, err := configMaps.Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: "1", TimeoutSeconds: &timeout})
 	if err != nil {
-		return "", fmt.Errorf("watch configmaps from resourceVersion 1: %w", explain(err))
+		return "", false, fmt.Errorf("watch configmaps from resourceVersion 1: %w", explain(err))
 	}
 	ev, err := next(ctx, w, time.Duration(timeout)*time.Second+30*time.Second)
 	w.Stop()
 	switch {
 	case err != nil:
-		return "", err
+		return "", false, err
 	case ev == nil:
 		fmt.Fprintln(out, "  the stream ended without an event: this server still holds resourceVersion 1 (a very young cluster)")
 	case ev.Type != watch.Error:
@@ -180,7 +181,7 @@ func tooOld(ctx context.Context, out io.Writer, configMaps typedcorev1.ConfigMap
 		fmt.Fprintln(out, "  no 410: this server still holds resourceVersion 1 (a very young cluster)")
 	default:
 		printEvent(out, *ev)
-		if apierrors.IsResourceExpired(apierrors.FromObject(ev.Object)) {
+		if expired = apierrors.IsResourceExpired(apierrors.FromObject(ev.Object)); expired {
 			fmt.Fprintln(out, "  410 Gone: the server keeps no history that old; no resume can work, only a fresh LIST")
 		}
 	}
@@ -188,7 +189,7 @@ func tooOld(ctx context.Context, out io.Writer, configMaps typedcorev1.ConfigMap
 	// current revision, served by the watch cache once it has caught up.
 	list, err := configMaps.List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
-		return "", fmt.Errorf("list configmaps: %w", explain(err))
+		return "", false, fmt.Errorf("list configmaps: %w", explain(err))
 	}
 	names := make([]string, 0, len(list.Items))
 	for _, cm := range list.Items {
@@ -196,5 +197,5 @@ func tooOld(ctx context.Context, out io.Writer, configMaps typedcorev1.ConfigMap
 	}
 	fmt.Fprintf(out, "LIST resourceVersion=\"\": %d labelled ConfigMaps %v at resourceVersion %s\n", len(names), names, list.ResourceVersion)
 	fmt.Fprintln(out, "  start over from this list: whatever you held and it lacks was deleted meanwhile (no DELETED event will come); watch from its resourceVersion")
-	return list.ResourceVersion, nil
+	return list.ResourceVersion, expired, nil
 }

@@ -5,12 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +25,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -256,15 +261,15 @@ func TestWatchErrors(t *testing.T) {
 // exactly the verbs the README lists, the run succeeds.
 func TestWatchRBAC(t *testing.T) {
 	cs := demotest.Client(t)
-	configMapVerbs := []string{"create", "update", "delete", "list", "watch"}
-	podVerbs := []string{"create", "delete", "watch"}
+	configMapVerbs := []string{"create", "update", "delete", "deletecollection", "list", "watch"}
+	podVerbs := []string{"create", "delete", "deletecollection", "watch"}
 	for _, tc := range []struct {
 		name             string
 		configMaps, pods []string
 		want             string // "" for success
 	}{
-		{"no list of configmaps", []string{"create", "update", "delete", "watch"}, nil, `list configmaps: forbidden by RBAC: configmaps is forbidden: User "watch-rbac" cannot list resource "configmaps" in API group "" in the namespace "test-watch-\w{5}"$`},
-		{"no watch of pods", configMapVerbs, []string{"create", "delete"}, `watch pods: forbidden by RBAC: pods "demo-watch-\w{5}" is forbidden: User "watch-rbac" cannot watch resource "pods"`},
+		{"no list of configmaps", []string{"create", "update", "delete", "deletecollection", "watch"}, nil, `list configmaps: forbidden by RBAC: configmaps is forbidden: User "watch-rbac" cannot list resource "configmaps" in API group "" in the namespace "test-watch-\w{5}"$`},
+		{"no watch of pods", configMapVerbs, []string{"create", "delete", "deletecollection"}, `watch pods: forbidden by RBAC: pods "demo-watch-\w{5}" is forbidden: User "watch-rbac" cannot watch resource "pods"`},
 		{"least privilege", configMapVerbs, podVerbs, ""},
 	} {
 		// Set up here: kubeconfigs set $KUBECONFIG, which parallel tests may not.
@@ -510,4 +515,36 @@ func w0(r *recorder) string {
 		return describe(evs[0])
 	}
 	return "no event"
+}
+
+// giveUpOn ends Step 4's wait only on errors retrying cannot cure; what an
+// API server restart looks like to a client (a refused or reset
+// connection, EOF, 503) is left to the Reflector's retries.
+func TestGiveUpOn(t *testing.T) {
+	gr := schema.GroupResource{Resource: "pods"}
+	for _, tc := range []struct {
+		err    error
+		giveUp bool
+	}{
+		{nil, false},
+		{&url.Error{Op: "Get", URL: "https://127.0.0.1:6443", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}, false},
+		{&url.Error{Op: "Get", URL: "https://127.0.0.1:6443", Err: syscall.ECONNRESET}, false},
+		{io.EOF, false},
+		{apierrors.NewServiceUnavailable("restarting"), false},
+		{apierrors.NewTooManyRequests("slow down", 1), false},
+		{apierrors.NewInternalError(errors.New("boom")), false},
+		{apierrors.NewResourceExpired("too old"), false},
+		{apierrors.NewUnauthorized("who are you"), true},
+		{apierrors.NewForbidden(gr, "p", errors.New("no")), true},
+		{apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "gone"), true},
+		{apierrors.NewBadRequest("bad selector"), true},
+		{apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "p", nil), true},
+	} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		giveUpOn(cancel, "watch pods", tc.err)
+		if gaveUp := context.Cause(ctx) != nil; gaveUp != tc.giveUp {
+			t.Errorf("giveUpOn(%v): gave up %v, want %v", tc.err, gaveUp, tc.giveUp)
+		}
+		cancel(nil)
+	}
 }

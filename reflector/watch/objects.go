@@ -14,15 +14,19 @@ import (
 )
 
 // objects creates, changes and deletes the demo's objects, and remembers
-// what it created, so that cleanup finds everything on every way out.
+// which kinds it tried to create, so that cleanup finds everything on
+// every way out.
 type objects struct {
 	configMaps typedcorev1.ConfigMapInterface
 	pods       typedcorev1.PodInterface
-	created    []func(context.Context) error
+	// Set before the Create, not after: a Create cut short by Ctrl-C may
+	// still have happened on the server, under a name never returned.
+	triedConfigMaps, triedPods bool
 }
 
 func (o *objects) createConfigMap(ctx context.Context, out io.Writer) (*corev1.ConfigMap, error) {
 	fmt.Fprintln(out, "-> create a ConfigMap")
+	o.triedConfigMaps = true
 	cm, err := o.configMaps.Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "demo-watch-", Labels: map[string]string{partOfKey: partOfValue, "app.kubernetes.io/name": demoName}},
 		Data:       map[string]string{"step": "created"},
@@ -30,10 +34,6 @@ func (o *objects) createConfigMap(ctx context.Context, out io.Writer) (*corev1.C
 	if err != nil {
 		return nil, fmt.Errorf("create configmap: %w", explain(err))
 	}
-	name := cm.Name
-	o.created = append(o.created, func(ctx context.Context) error {
-		return o.configMaps.Delete(ctx, name, metav1.DeleteOptions{})
-	})
 	return cm, nil
 }
 
@@ -58,13 +58,21 @@ func (o *objects) deleteConfigMap(ctx context.Context, out io.Writer, name strin
 	return nil
 }
 
-// cleanup deletes what is left of what the demo created; NotFound means
-// it is gone already.
+// cleanup deletes what is left of the demo's objects: one DeleteCollection
+// per kind it tried to create, with the demo's label selector, so that it
+// also finds an object whose Create was in flight when Ctrl-C came.
+// NotFound (the namespace is gone, or never was) means nothing is left.
 func (o *objects) cleanup(ctx context.Context) error {
 	var errs []error
-	for _, del := range o.created {
-		if err := del(ctx); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, err)
+	byLabel := metav1.ListOptions{LabelSelector: selector}
+	if o.triedConfigMaps {
+		if err := o.configMaps.DeleteCollection(ctx, metav1.DeleteOptions{}, byLabel); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete configmaps: %w", err))
+		}
+	}
+	if o.triedPods {
+		if err := o.pods.DeleteCollection(ctx, metav1.DeleteOptions{}, byLabel); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete pods: %w", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -72,6 +80,7 @@ func (o *objects) cleanup(ctx context.Context) error {
 
 func (o *objects) createPod(ctx context.Context, out io.Writer) (*corev1.Pod, error) {
 	fmt.Fprintln(out, "-> create a Pod")
+	o.triedPods = true
 	pod, err := o.pods.Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "demo-watch-", Labels: map[string]string{partOfKey: partOfValue, "app.kubernetes.io/name": demoName}},
 		Spec: corev1.PodSpec{
@@ -84,10 +93,6 @@ func (o *objects) createPod(ctx context.Context, out io.Writer) (*corev1.Pod, er
 	if err != nil {
 		return nil, fmt.Errorf("create pod: %w", explain(err))
 	}
-	name := pod.Name
-	o.created = append(o.created, func(ctx context.Context) error {
-		return o.pods.Delete(ctx, name, metav1.DeleteOptions{})
-	})
 	fmt.Fprintf(out, "   created %s\n", pod.Name)
 	return pod, nil
 }

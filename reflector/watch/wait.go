@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +16,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/utils/ptr"
 )
 
 // retryWatch is Step 3. A RetryWatcher (client-go tools/watch/retrywatcher.go)
@@ -24,7 +24,11 @@ import (
 // streams under it: it watches again from the last resourceVersion it saw,
 // an event's or a BOOKMARK's (it asks for bookmarks and keeps them to
 // itself). It refuses to start at "" or "0", and stops at a 410.
-func retryWatch(ctx context.Context, out io.Writer, configMaps typedcorev1.ConfigMapInterface, objs *objects, cm *corev1.ConfigMap, listRV string, timeout int64) error {
+//
+// expired says whether Step 2's watch from resourceVersion "1" got its 410:
+// on a very young cluster that still holds "1", a RetryWatcher from there
+// would just watch, so the demo skips that part.
+func retryWatch(ctx context.Context, out io.Writer, configMaps typedcorev1.ConfigMapInterface, objs *objects, cm *corev1.ConfigMap, listRV string, expired bool, timeout int64) error {
 	// The RetryWatcher calls WatchWithContext with only ResourceVersion
 	// and AllowWatchBookmarks set; the ListWatch adds the rest: the
 	// selector, and a short timeoutSeconds only so that a stream ends
@@ -89,6 +93,10 @@ func retryWatch(ctx context.Context, out io.Writer, configMaps typedcorev1.Confi
 	// A 410 it cannot cure: it passes the ERROR event on, closes its
 	// channel and stops. It never lists.
 	fmt.Fprintln(out, "  RetryWatcher from resourceVersion \"1\", as after a long outage:")
+	if !expired {
+		fmt.Fprintln(out, "  skipped: this server still holds resourceVersion 1 (a very young cluster), so there is no 410 to show")
+		return nil
+	}
 	gone, err := watchtools.NewRetryWatcherWithContext(ctx, "1", lw)
 	if err != nil {
 		return fmt.Errorf("start a RetryWatcher: %w", err)
@@ -120,8 +128,12 @@ func nextCall(ctx context.Context, calls <-chan string, limit time.Duration) (st
 // UntilWithSync does it properly: an informer fills a store from lw
 // (LIST or WatchList, then WATCH from the same resourceVersion), the
 // precondition looks at the store once it has synced, and the conditions
-// then see every change that follows. Its Reflector lists again after a
-// 410, so it survives what Step 3's RetryWatcher does not.
+// then see every event the informer delivers: ADDED for what its first
+// LIST (or WatchList) found, which the precondition has seen already
+// (tools/watch/informerwatcher.go), then every change that follows. Its
+// Reflector lists again after a 410 and retries after a dropped
+// connection or a restarted API server, so it survives what Step 3's
+// RetryWatcher does not.
 func untilRunning(ctx context.Context, out io.Writer, objs *objects, wait time.Duration) error {
 	pod, err := objs.createPod(ctx, out)
 	if err != nil {
@@ -129,8 +141,10 @@ func untilRunning(ctx context.Context, out io.Writer, objs *objects, wait time.D
 	}
 	// The informer's Reflector retries a failed call for ever, and says so
 	// only in its log: the ListWatch gives up on an error that retrying
-	// cannot cure (403, 404, connection refused), so that it ends the wait
-	// at once, in words.
+	// cannot cure (401, 403, 404, 400, 422), so that it ends the wait at
+	// once, in words. A refused or reset connection is retried, as the
+	// Reflector does (tools/cache/reflector.go, isWatchErrorRetriable): an
+	// API server that restarts comes back.
 	gctx, giveUp := context.WithCancelCause(ctx)
 	defer giveUp(nil)
 	// One object: a field selector on its name.
@@ -145,7 +159,13 @@ func untilRunning(ctx context.Context, out io.Writer, objs *objects, wait time.D
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.FieldSelector = byName
 			w, err := objs.pods.Watch(ctx, opts)
-			giveUpOn(giveUp, "watch pods", err)
+			// A server that rejects a WatchList (sendInitialEvents) as
+			// bad or invalid does not support it: the Reflector then
+			// lists and watches instead (tools/cache/reflector.go).
+			watchList := ptr.Deref(opts.SendInitialEvents, false)
+			if !watchList || !apierrors.IsBadRequest(err) && !apierrors.IsInvalid(err) {
+				giveUpOn(giveUp, "watch pods", err)
+			}
 			return w, err
 		},
 	}
@@ -197,14 +217,14 @@ func running(pod *corev1.Pod) (bool, error) {
 	return false, nil
 }
 
-// giveUpOn cancels with call's error unless retrying may cure it: the
-// server is busy, restarting or slow (5xx, 429, timeouts).
+// giveUpOn cancels with call's error when retrying cannot cure it: the
+// user is not authenticated or not allowed, the namespace is gone, or the
+// request itself is wrong. Everything else (a refused or reset connection,
+// 5xx, 429, timeouts) the Reflector retries, with backoff, until the wait's
+// own deadline.
 func giveUpOn(giveUp context.CancelCauseFunc, call string, err error) {
-	var netErr net.Error
-	transient := apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) || apierrors.IsTimeout(err) ||
-		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) ||
-		errors.As(err, &netErr) && netErr.Timeout()
-	if err != nil && !transient {
+	if apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) || apierrors.IsNotFound(err) ||
+		apierrors.IsBadRequest(err) || apierrors.IsInvalid(err) {
 		giveUp(fmt.Errorf("%s: %w", call, explain(err)))
 	}
 }
