@@ -89,6 +89,8 @@ func compareInformers(ctx context.Context, out io.Writer, config *rest.Config, g
 					return nil, nil, nil, err
 				}
 				f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, ns, tweak)
+				// Of the three factories, only this one has no StartWithContext
+				// (dynamicinformer/informer.go): it starts with a stop channel.
 				return f.ForResource(gvr).Informer(), func(ctx context.Context) { f.Start(ctx.Done()) }, f.Shutdown, nil
 			}},
 		candidate{"metadata", "metadatainformer.NewFilteredSharedInformerFactory(...).ForResource(gvr)",
@@ -98,7 +100,14 @@ func compareInformers(ctx context.Context, out io.Writer, config *rest.Config, g
 					return nil, nil, nil, err
 				}
 				f := metadatainformer.NewFilteredSharedInformerFactory(mc, 0, ns, tweak)
-				return f.ForResource(gvr).Informer(), func(ctx context.Context) { f.Start(ctx.Done()) }, f.Shutdown, nil
+				// The factory has StartWithContext (metadatainformer/informer.go),
+				// but the SharedInformerFactory interface returned here lists
+				// only Start(stopCh).
+				start := func(ctx context.Context) { f.Start(ctx.Done()) }
+				if withCtx, ok := f.(interface{ StartWithContext(context.Context) }); ok {
+					start = withCtx.StartWithContext
+				}
+				return f.ForResource(gvr).Informer(), start, f.Shutdown, nil
 			}},
 	)
 	for _, c := range candidates {
@@ -130,10 +139,12 @@ func compareInformers(ctx context.Context, out io.Writer, config *rest.Config, g
 func syncAlone(ctx context.Context, informer cache.SharedIndexInformer, start func(context.Context), shutdown func()) ([]any, error) {
 	ctx, giveUp := context.WithCancelCause(ctx)
 	defer func() { giveUp(nil); shutdown() }()
-	// The dynamic and metadata factories start informers with a stop
-	// channel, not ctx: client-go's default handler would log through
-	// klog's global logger, on stderr, next to our one-line error. This
-	// handler reports the error itself.
+	// This handler ends the sync at an error that retrying cannot cure, and
+	// logs nothing: the error becomes the demo's one line. It also replaces
+	// client-go's default handler, which would log the error on stderr
+	// through klog's global logger for the dynamic informer: the dynamic
+	// factory has only Start(stopCh) (dynamicinformer/informer.go), so its
+	// informers run without ctx and its logger.
 	err := informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 		if !transient(err) {
 			giveUp(explain(err))

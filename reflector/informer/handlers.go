@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,13 +169,32 @@ func (l *eventLog) take(ctx context.Context, n int) ([]handlerLine, error) {
 }
 
 // print waits for n handler lines and prints them, the typed handler's
-// first: the two handlers run concurrently.
+// first: the two handlers run concurrently. Each handler's lines keep the
+// order in which it was called.
 func (l *eventLog) print(ctx context.Context, n int) error {
+	return l.printSorted(ctx, n, false)
+}
+
+// printInitialList is print for the handlers' calls of the initial list,
+// each handler's sorted by name. They come in any order: a WatchList hands
+// its result on as temporaryStore.List(), which ranges over a map
+// (tools/cache/reflector.go, watchList). Sorting the lines sorts by name:
+// they all read "AddFunc    <name> ...".
+func (l *eventLog) printInitialList(ctx context.Context, n int) error {
+	return l.printSorted(ctx, n, true)
+}
+
+func (l *eventLog) printSorted(ctx context.Context, n int, byLine bool) error {
 	got, err := l.take(ctx, n)
 	if err != nil {
 		return err
 	}
-	slices.SortStableFunc(got, func(a, b handlerLine) int { return rank(a.handler) - rank(b.handler) })
+	slices.SortStableFunc(got, func(a, b handlerLine) int {
+		if c := rank(a.handler) - rank(b.handler); c != 0 || !byLine {
+			return c
+		}
+		return strings.Compare(a.line, b.line)
+	})
 	for _, h := range got {
 		fmt.Fprintf(l.out, "  %-7s %s\n", h.handler, h.line)
 	}

@@ -155,7 +155,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	defer stop()
 	fmt.Fprintln(out, "  StartWithContext, WaitForCacheSyncWithContext: *v1.ConfigMap synced; both handlers' registrations synced")
-	informerRequests := requests.untilWatch(before)
+	informerRequests := requests.untilWatch(ctx, before)
 	fmt.Fprintf(out, "  the informer's requests: %d\n", len(informerRequests))
 	for _, r := range informerRequests {
 		fmt.Fprintf(out, "    %s\n", r)
@@ -163,7 +163,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 
 	// Step 2: both handlers saw the initial list; then changes arrive as events.
 	fmt.Fprintln(out, "Step 2: event handlers: typed (TypedInformer, DeletedObject[T]) and classic (Informer, any), on the same informer")
-	if err := events.print(ctx, 2*len(demo.names)); err != nil {
+	if err := events.printInitialList(ctx, 2*len(demo.names)); err != nil {
 		return err
 	}
 	if *watchMode {

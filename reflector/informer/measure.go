@@ -61,17 +61,18 @@ func measure(ctx context.Context, config *rest.Config, ns string, n, k int, stdo
 		return fmt.Errorf("create clientset: %w", err)
 	}
 	cms := cs.CoreV1().ConfigMaps(ns)
+	var created atomic.Int64 // fewer than n after Ctrl-C or an error
 	defer func() {
 		start := time.Now()
 		if derr := deleteMeasured(ctx, cms); derr != nil {
 			err = errors.Join(err, fmt.Errorf("delete the ConfigMaps: %w", explain(derr)))
 			return
 		}
-		fmt.Fprintf(stdout, "deleted the %d ConfigMaps with DeleteCollection (labelSelector %s) in %s\n", n, measureLabel, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(stdout, "deleted the %d ConfigMaps with DeleteCollection (labelSelector %s) in %s\n", created.Load(), measureLabel, time.Since(start).Round(time.Millisecond))
 	}()
 
 	start := time.Now()
-	if err := createConfigMaps(ctx, cms, n); err != nil {
+	if err := createConfigMaps(ctx, cms, n, &created); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "created %d ConfigMaps of 1 KiB in namespace %s in %s (16 workers, client-side rate limit raised to QPS %v, Burst %d; at client-go's defaults, QPS %v and Burst %d, they would take at least %s)\n",
@@ -162,10 +163,11 @@ func measureAtOnce(ctx context.Context, config *rest.Config, ns string, k int, s
 	return nil
 }
 
-// createConfigMaps creates n ConfigMaps of 1 KiB of data with 16 workers.
+// createConfigMaps creates n ConfigMaps of 1 KiB of data with 16 workers,
+// and counts in created each one whose Create succeeded.
 func createConfigMaps(ctx context.Context, cms interface {
 	Create(context.Context, *corev1.ConfigMap, metav1.CreateOptions) (*corev1.ConfigMap, error)
-}, n int) error {
+}, n int, created *atomic.Int64) error {
 	payload := strings.Repeat("x", 1024)
 	work := make(chan int)
 	errs := make(chan error, 1)
@@ -187,6 +189,7 @@ func createConfigMaps(ctx context.Context, cms interface {
 					}
 					return
 				}
+				created.Add(1)
 			}
 		})
 	}
@@ -264,8 +267,8 @@ func syncOne(ctx context.Context, config *rest.Config, ns, informer, encoding st
 		if err != nil {
 			return oneSync{}, fmt.Errorf("create metadata client: %w", err)
 		}
-		// The metadata factory has no StartWithContext: run the informer
-		// with the context (and its logger) directly.
+		// One informer without a factory: run it with the context (and
+		// its logger) directly.
 		inf = metadatainformer.NewFilteredMetadataInformer(mc, corev1.SchemeGroupVersion.WithResource("configmaps"), ns, 0,
 			cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = measureLabel }).Informer()
 		var wg sync.WaitGroup

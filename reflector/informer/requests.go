@@ -92,10 +92,11 @@ func (l *requestLog) since(n int) []*request {
 
 // untilWatch returns the requests after the first n once one of them is a
 // WATCH: the informer's requests to fill its cache, a WatchList alone or a
-// LIST and the WATCH that follows it (started a moment after the sync).
-func (l *requestLog) untilWatch(n int) []*request {
+// LIST and the WATCH that follows it (started a moment after the sync). It
+// waits at most 5 seconds, or until ctx ends, and then returns what it has.
+func (l *requestLog) untilWatch(ctx context.Context, n int) []*request {
 	var got []*request
-	_ = wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+	_ = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
 		got = l.since(n)
 		return slices.ContainsFunc(got, func(r *request) bool { return r.url.Query().Get("watch") == "true" }), nil
 	})

@@ -24,14 +24,20 @@ import (
 
 // TestInformerTombstone makes an informer miss a delete, for real: the
 // informer reaches its API server through a proxy the test can cut. While
-// it is cut, the test deletes one of the demo's ConfigMaps, restarts
-// kube-apiserver (whose new watch cache holds no history before the
-// restart) and compacts etcd (which then holds none either). When the
-// proxy lets the informer through again, it cannot watch on from its last
-// resourceVersion: it lists again, finds the ConfigMap gone, and hands
-// both handlers a cache.DeletedFinalStateUnknown. Restarting the shared
-// API server would break the other packages' tests, so this test runs a
-// control plane of its own, from the same binary, on other ports.
+// it is cut, the test deletes one of the demo's ConfigMaps. The cut ends
+// the informer's watch with an error (an unexpected EOF within its first
+// second: "very short watch"), so the Reflector's ListAndWatch returns, and
+// its next run is a WatchList from the last resourceVersion: once the proxy
+// lets it through, the server answers with its current state, without the
+// ConfigMap, and both handlers get a cache.DeletedFinalStateUnknown. The
+// test also restarts kube-apiserver (whose new watch cache holds no history
+// before the restart) and compacts etcd (which then holds none either), for
+// the case where the watch ended without an error: the Reflector would then
+// resume it from its last resourceVersion and get the delete as an event;
+// this way it gets a 410 and fills its cache again in the same way.
+// Restarting the shared API server would break the other packages' tests,
+// so this test runs a control plane of its own, from the same binary, on
+// other ports.
 func TestInformerTombstone(t *testing.T) {
 	demotest.Kubeconfig(t) // skips, or fails under make test, without a control plane
 	lc := os.Getenv("LOCALCLUSTER")
