@@ -78,19 +78,25 @@ lint: ## gofmt, go vet and staticcheck, for both modules
 # (Not grep -q: it exits at the first match, status then dies of SIGPIPE,
 # and under pipefail a running cluster would look stopped and be taken down.)
 # -p 1: the packages share one API server, and some of what they touch is
-# cluster-wide (the CronTab CRD, the discovery document the README shows),
-# so they run one after another. The control plane's own tests run beside
-# them: they touch no CRD and start their private clusters on other ports.
+# cluster-wide (the CronTab CRD, the RBAC manifest's ClusterRole, the
+# discovery document the README shows), so they run one after another. The
+# demos built on the Reflector (reflector/watch, informer, controller) touch
+# only namespaces of their own and start their private control planes on
+# ports of their own, so they run in a second go test beside the others, as
+# the control plane's own tests do; their output follows when all are done.
 # Lint is a prerequisite, not a $(MAKE) in the recipe, so `make -n test`
 # stays a dry run (make runs recipe lines that hold $(MAKE) even with -n).
+TEST_ENV := DEMO_TEST_REQUIRE_CLUSTER=1 LOCALCLUSTER_KUBECONFIG=$(KUBECONFIG_LOCAL) \
+            KUBECONFIG=$(KUBECONFIG_LOCAL) LOCALCLUSTER=$(LOCALCLUSTER) KUBECTL=$(KUBECTL)
+BESIDE   := $(addprefix ./,$(filter reflector/%,$(DEMOS)))
 test: lint localcluster kubectl ## lint, then every test against the local control plane
 	@was_up=0; $(LOCALCLUSTER) -dir $(STATE) status | grep 'kube-apiserver' >/dev/null && was_up=1; \
 	$(LOCALCLUSTER) -dir $(STATE) up; \
 	status=0; \
 	(cd hack/localcluster && LOCALCLUSTER_DIR=$(STATE) go test -count=1 -timeout 20m -ldflags '$(LDFLAGS)' . > $(STATE)/localcluster-test.log 2>&1) & lc=$$!; \
-	DEMO_TEST_REQUIRE_CLUSTER=1 LOCALCLUSTER_KUBECONFIG=$(KUBECONFIG_LOCAL) \
-	KUBECONFIG=$(KUBECONFIG_LOCAL) LOCALCLUSTER=$(LOCALCLUSTER) KUBECTL=$(KUBECTL) \
-	  go test -p 1 -race -count=1 -timeout 30m ./... || status=$$?; \
+	($(TEST_ENV) go test -p 1 -race -count=1 -timeout 30m $(BESIDE) > $(STATE)/beside-test.log 2>&1) & beside=$$!; \
+	$(TEST_ENV) go test -p 1 -race -count=1 -timeout 30m $$(go list ./... | grep -v '/reflector/') || status=$$?; \
+	wait $$beside || status=$$?; cat $(STATE)/beside-test.log; \
 	wait $$lc || status=$$?; cat $(STATE)/localcluster-test.log; \
 	if [ $$was_up -eq 0 ]; then $(LOCALCLUSTER) -dir $(STATE) down; fi; \
 	exit $$status
