@@ -6,8 +6,6 @@ import (
 	"errors"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -31,20 +29,6 @@ import (
 func TestMain(m *testing.M) {
 	setWatchListMode("")
 	os.Exit(m.Run())
-}
-
-func match(t *testing.T, got string, res ...string) {
-	t.Helper()
-	failed := false
-	for _, re := range res {
-		if !regexp.MustCompile(`(?m)` + re).MatchString(got) {
-			t.Errorf("output lacks %s", re)
-			failed = true
-		}
-	}
-	if failed {
-		t.Logf("the output was:\n%s", got)
-	}
 }
 
 // serverEvents records the server's own account of the labelled
@@ -99,7 +83,7 @@ func TestReflectorWatchList(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	got := out.String()
-	match(t, got,
+	demotest.Match(t, got,
 		`^Step 1: a plain Reflector fills a cache.Store with the ConfigMaps in namespace `+ns+`$`,
 		`^  synced: 1 objects \[kube-root-ca.crt\], LastSyncResourceVersion \d+$`,
 		`^Step 2: the same Reflector for configmaps, over a ListerWatcher and a store that print every call and change$`,
@@ -140,14 +124,14 @@ func TestReflectorWatchList(t *testing.T) {
 		}
 		switch ev.Type {
 		case watch.Added:
-			match(t, got, `^  store ADDED   `+cm.Name+` resourceVersion `+cm.ResourceVersion+`$`)
+			demotest.Match(t, got, `^  store ADDED   `+cm.Name+` resourceVersion `+cm.ResourceVersion+`$`)
 			writeRVs = append(writeRVs, cm.ResourceVersion)
 		case watch.Modified:
-			match(t, got, `^  store UPDATED `+cm.Name+` resourceVersion `+cm.ResourceVersion+`$`)
+			demotest.Match(t, got, `^  store UPDATED `+cm.Name+` resourceVersion `+cm.ResourceVersion+`$`)
 			writeRVs = append(writeRVs, cm.ResourceVersion)
 		case watch.Deleted:
 			if deleted++; deleted == 1 {
-				match(t, got, `^  store DELETED `+cm.Name+` resourceVersion `+cm.ResourceVersion+`$`)
+				demotest.Match(t, got, `^  store DELETED `+cm.Name+` resourceVersion `+cm.ResourceVersion+`$`)
 			}
 		}
 	}
@@ -177,7 +161,7 @@ func TestReflectorListThenWatch(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	got := out.String()
-	match(t, got,
+	demotest.Match(t, got,
 		`^LIST resourceVersion="0" limit=500$`,
 		`^  -> 1 items, list resourceVersion (\d+), continue token present: false$`,
 		`^WATCH resourceVersion="\d+" allowWatchBookmarks=true timeoutSeconds=\d+$`,
@@ -206,7 +190,7 @@ func TestReflectorPods(t *testing.T) {
 	if err := run(context.Background(), []string{"-n", ns, "-resource", "pods"}, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
-	match(t, out.String(),
+	demotest.Match(t, out.String(),
 		`^Step 2: the same Reflector for pods, over`,
 		`^-> create a Pod$`,
 		`^  store ADDED   demo-reflector-\w+ resourceVersion \d+$`,
@@ -222,25 +206,9 @@ func TestReflectorPods(t *testing.T) {
 // so this test starts a control plane of its own from the same binary, on
 // other ports, and takes it down after.
 func TestReflectorRecovery(t *testing.T) {
-	demotest.Kubeconfig(t) // skips, or fails under make test, without a control plane
-	lc := os.Getenv("LOCALCLUSTER")
-	if lc == "" {
-		lc = filepath.Join("..", "bin", "localcluster")
-	}
-	if _, err := os.Stat(lc); err != nil {
-		t.Fatalf("no hack/localcluster binary (%v): run the tests with `make test`, or set $LOCALCLUSTER", err)
-	}
-	dir := t.TempDir()
-	localcluster := func(cmd string) {
-		t.Helper()
-		b, err := exec.Command(lc, "-dir", dir, "-apiserver-port", "36443", "-etcd-port", "36444", "-etcd-peer-port", "36445", cmd).CombinedOutput()
-		if err != nil {
-			t.Fatalf("localcluster %s: %v\n%s", cmd, err, b)
-		}
-	}
-	localcluster("up")
-	t.Cleanup(func() { localcluster("down") })
-	kubeconfig := filepath.Join(dir, "admin.kubeconfig")
+	lc := demotest.PrivateCluster(t, 36443)
+	localcluster := func(cmd string) { lc.Run(t, cmd) }
+	kubeconfig := lc.Kubeconfig()
 	config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +249,7 @@ func TestReflectorRecovery(t *testing.T) {
 	}
 	got := out.String()
 	t.Logf("the output was:\n%s", got)
-	match(t, got,
+	demotest.Match(t, got,
 		`^  watch stream ended \(its timeout, a server restart or a lost connection\): the Reflector watches again at once from resourceVersion \d+$`,
 		`^WATCH \(re-watch from the last resourceVersion\) resourceVersion="\d+"`,
 		`^  \d+ LIST and \d+ WATCH calls in this run: a watch ended and the Reflector watched or listed again`,
@@ -319,7 +287,7 @@ func TestReflectorScale(t *testing.T) {
 	if err := run(context.Background(), []string{"-n", ns, "-objects", "50"}, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
-	match(t, out.String(),
+	demotest.Match(t, out.String(),
 		`^created 50 ConfigMaps in namespace `+ns+` in [\d.]+m?s \(16 workers, client-side rate limit raised to QPS 1000, Burst 1000; at client-go's defaults, QPS 5 and Burst 10, they would take at least 8s\)$`,
 		`^PATH +ENCODING +OBJECTS +FIRST SYNC +ALLOCATED +LIVE HEAP AFTER +\(median of 3\)$`,
 		`^LIST\+WATCH +json +51 +[\d.]+m?s +[\d.]+ MiB +[\d.]+ MiB`,

@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -59,11 +61,11 @@ func Kubeconfig(t testing.TB) string {
 var findControlPlane = sync.OnceValues(func() (string, error) {
 	path := os.Getenv("LOCALCLUSTER_KUBECONFIG")
 	if path == "" {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil || strings.TrimSpace(string(out)) == "" {
-			return "", fmt.Errorf("find the module root: %v", err)
+		root, err := moduleRoot()
+		if err != nil {
+			return "", err
 		}
-		path = filepath.Join(filepath.Dir(strings.TrimSpace(string(out))), ".localcluster", "admin.kubeconfig")
+		path = filepath.Join(root, ".localcluster", "admin.kubeconfig")
 	}
 	config, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
@@ -244,4 +246,85 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	if err != nil {
 		t.Fatalf("timed out after %s waiting for %s", timeout, what)
 	}
+}
+
+// Match fails the test for each regular expression (multi-line mode: ^ and
+// $ match at every line) that got does not match, then logs got once.
+func Match(t testing.TB, got string, res ...string) {
+	t.Helper()
+	failed := false
+	for _, re := range res {
+		if !regexp.MustCompile(`(?m)` + re).MatchString(got) {
+			t.Errorf("output lacks %s", re)
+			failed = true
+		}
+	}
+	if failed {
+		t.Logf("the output was:\n%s", got)
+	}
+}
+
+// Cluster is a control plane of one test's own, for the tests that restart
+// kube-apiserver or compact etcd: doing that to the shared one would break
+// the other packages' tests.
+type Cluster struct {
+	bin, dir string
+	port     int
+}
+
+// PrivateCluster starts a control plane from the same hack/localcluster
+// binary ($LOCALCLUSTER, or <repo>/bin/localcluster) with kube-apiserver on
+// port, etcd on port+1 and port+2, and takes it down when the test ends.
+// Without the binary it skips, or fails under make test, as Kubeconfig does.
+// Each package uses ports of its own, as make test runs some packages side
+// by side.
+func PrivateCluster(t testing.TB, port int) *Cluster {
+	t.Helper()
+	bin := os.Getenv("LOCALCLUSTER")
+	if bin == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin = filepath.Join(root, "bin", "localcluster")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		msg := fmt.Sprintf("no hack/localcluster binary (%v): run the tests with `make test`, or set $LOCALCLUSTER", err)
+		if os.Getenv("DEMO_TEST_REQUIRE_CLUSTER") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	c := &Cluster{bin: bin, dir: t.TempDir(), port: port}
+	c.Run(t, "up")
+	t.Cleanup(func() { c.Run(t, "down") })
+	return c
+}
+
+// Run runs a localcluster command (up, down, restart-apiserver, compact,
+// status) on the cluster, fails the test if it fails, and returns what it
+// printed.
+func (c *Cluster) Run(t testing.TB, cmd string) string {
+	t.Helper()
+	b, err := exec.Command(c.bin, "-dir", c.dir, "-apiserver-port", strconv.Itoa(c.port),
+		"-etcd-port", strconv.Itoa(c.port+1), "-etcd-peer-port", strconv.Itoa(c.port+2), cmd).CombinedOutput()
+	if err != nil {
+		t.Fatalf("localcluster %s: %v\n%s", cmd, err, b)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// Dir is the cluster's state directory (certificates, logs, pid files).
+func (c *Cluster) Dir() string { return c.dir }
+
+// Kubeconfig is the cluster's admin kubeconfig.
+func (c *Cluster) Kubeconfig() string { return filepath.Join(c.dir, "admin.kubeconfig") }
+
+// moduleRoot is the directory of this repository's go.mod.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		return "", fmt.Errorf("find the module root: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
 }

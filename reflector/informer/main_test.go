@@ -68,20 +68,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func match(t *testing.T, got string, res ...string) {
-	t.Helper()
-	failed := false
-	for _, re := range res {
-		if !regexp.MustCompile(`(?m)` + re).MatchString(got) {
-			t.Errorf("output lacks %s", re)
-			failed = true
-		}
-	}
-	if failed {
-		t.Logf("the output was:\n%s", got)
-	}
-}
-
 // serverEvents is the server's own account of the demo's ConfigMaps in a
 // namespace: a watch of the test's, independent of the demo.
 type serverEvents struct {
@@ -135,7 +121,7 @@ func TestInformer(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	got := out.String()
-	match(t, got,
+	demotest.Match(t, got,
 		`^Step 1: one SharedInformerFactory for the ConfigMaps in namespace `+ns+` labelled app.kubernetes.io/part-of=client-go-demo,app.kubernetes.io/name=informer$`,
 		`^  the informer's requests: 1$`,
 		`^    WATCH /api/v1/namespaces/`+ns+`/configmaps resourceVersionMatch=NotOlderThan sendInitialEvents=true allowWatchBookmarks=true$`,
@@ -185,12 +171,12 @@ func TestInformer(t *testing.T) {
 		cm := ev.Object.(*corev1.ConfigMap)
 		switch ev.Type {
 		case watch.Added:
-			match(t, got, `^  typed   AddFunc    `+cm.Name+` resourceVersion `+cm.ResourceVersion+` `, `^  classic AddFunc    `+cm.Name+` resourceVersion `+cm.ResourceVersion+`$`)
+			demotest.Match(t, got, `^  typed   AddFunc    `+cm.Name+` resourceVersion `+cm.ResourceVersion+` `, `^  classic AddFunc    `+cm.Name+` resourceVersion `+cm.ResourceVersion+`$`)
 		case watch.Modified:
-			match(t, got, `^  typed   UpdateFunc `+cm.Name+` resourceVersion `+cm.ResourceVersion+`, was `, `^  classic UpdateFunc `+cm.Name+` resourceVersion `+cm.ResourceVersion+`, was `)
+			demotest.Match(t, got, `^  typed   UpdateFunc `+cm.Name+` resourceVersion `+cm.ResourceVersion+`, was `, `^  classic UpdateFunc `+cm.Name+` resourceVersion `+cm.ResourceVersion+`, was `)
 		case watch.Deleted:
 			if deletes++; deletes == 1 {
-				match(t, got, `^  classic DeleteFunc \*v1.ConfigMap `+cm.Name+` resourceVersion `+cm.ResourceVersion+`$`)
+				demotest.Match(t, got, `^  classic DeleteFunc \*v1.ConfigMap `+cm.Name+` resourceVersion `+cm.ResourceVersion+`$`)
 			}
 		}
 	}
@@ -213,7 +199,7 @@ func TestInformerListThenWatch(t *testing.T) {
 		t.Fatalf("run: %v\n%s\n%s", err, out, stderr.String())
 	}
 	got := string(out)
-	match(t, got,
+	demotest.Match(t, got,
 		`^  the informer's requests: 2$`,
 		`^    LIST /api/v1/namespaces/`+ns+`/configmaps resourceVersion=0 limit=500$`,
 		`^    WATCH /api/v1/namespaces/`+ns+`/configmaps resourceVersion=\d+ allowWatchBookmarks=true$`,

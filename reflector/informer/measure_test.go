@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -48,7 +46,7 @@ func TestMeasure(t *testing.T) {
 		t.Fatalf("measure: %v\n%s", err, out)
 	}
 	got := out.String()
-	matchMeasure(t, got,
+	demotest.Match(t, got,
 		`^created 50 ConfigMaps of 1 KiB in namespace `+ns+` in \S+ \(16 workers, client-side rate limit raised to QPS 1000, Burst 1000;`,
 		`^one informer's initial sync, median of 3 \(WatchList, client-go's default\):$`,
 		`^INFORMER +ENCODING +OBJECTS +SYNCED IN +LIVE HEAP AFTER SYNC$`,
@@ -84,7 +82,7 @@ func TestMeasureCtrlC(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("measure = %v, want context.Canceled\n%s", err, out)
 	}
-	matchMeasure(t, out.String(), `^deleted the 20 ConfigMaps with DeleteCollection`)
+	demotest.Match(t, out.String(), `^deleted the 20 ConfigMaps with DeleteCollection`)
 	demotest.NothingLeft(t, cs, ns)
 	if added := seen.count(watch.Added); added != 20 {
 		t.Errorf("the server saw %d ConfigMaps created, want 20", added)
@@ -124,20 +122,6 @@ func TestMeasureCtrlCWhileCreating(t *testing.T) {
 	deleted, _ := strconv.Atoi(m[1])
 	if added := seen.count(watch.Added); deleted > added || added >= 1000 {
 		t.Errorf("the demo says it deleted %d ConfigMaps, the server saw %d created; want at most the server's count, and fewer than 1000", deleted, added)
-	}
-}
-
-func matchMeasure(t *testing.T, got string, res ...string) {
-	t.Helper()
-	failed := false
-	for _, re := range res {
-		if !regexp.MustCompile(`(?m)` + re).MatchString(got) {
-			t.Errorf("output lacks %s", re)
-			failed = true
-		}
-	}
-	if failed {
-		t.Logf("the output was:\n%s", got)
 	}
 }
 
@@ -212,42 +196,19 @@ func BenchmarkMeasure(b *testing.B) {
 		// would be measured with it.
 		b.Fatal("client-go's cache mutation detector is on (KUBE_CACHE_MUTATION_DETECTOR=true, as TestMain sets for the tests): the figures would include its copies; run the benchmark without it")
 	}
-	lc := os.Getenv("LOCALCLUSTER")
-	if lc == "" {
-		lc = filepath.Join("..", "..", "bin", "localcluster")
-	}
-	if _, err := os.Stat(lc); err != nil {
-		b.Fatalf("no hack/localcluster binary (%v): run `make localcluster`, or set $LOCALCLUSTER", err)
-	}
-	dir := b.TempDir()
-	localcluster := func(cmd string) error {
-		out, err := exec.Command(lc, "-dir", dir, "-apiserver-port", strconv.Itoa(*measurePort),
-			"-etcd-port", strconv.Itoa(*measurePort+1), "-etcd-peer-port", strconv.Itoa(*measurePort+2), cmd).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("localcluster %s: %w\n%s", cmd, err, out)
-		}
-		return nil
-	}
-	if err := localcluster("up"); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if err := localcluster("down"); err != nil {
-			b.Error(err)
-		}
-	})
+	lc := demotest.PrivateCluster(b, *measurePort)
+	// measure calls it from the benchmark's goroutine, so a failure may
+	// end the benchmark there.
 	restartAPIServer = func(ctx context.Context) (int, error) {
-		if err := localcluster("restart-apiserver"); err != nil {
-			return 0, err
-		}
-		pid, err := os.ReadFile(filepath.Join(dir, "kube-apiserver.pid"))
+		lc.Run(b, "restart-apiserver")
+		pid, err := os.ReadFile(filepath.Join(lc.Dir(), "kube-apiserver.pid"))
 		if err != nil {
 			return 0, err
 		}
 		return strconv.Atoi(strings.TrimSpace(string(pid)))
 	}
 	b.Cleanup(func() { restartAPIServer = nil })
-	config, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "admin.kubeconfig"))
+	config, err := clientcmd.BuildConfigFromFlags("", lc.Kubeconfig())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -39,27 +37,11 @@ import (
 // so this test runs a control plane of its own, from the same binary, on
 // other ports.
 func TestInformerTombstone(t *testing.T) {
-	demotest.Kubeconfig(t) // skips, or fails under make test, without a control plane
-	lc := os.Getenv("LOCALCLUSTER")
-	if lc == "" {
-		lc = filepath.Join("..", "..", "bin", "localcluster")
-	}
-	if _, err := os.Stat(lc); err != nil {
-		t.Fatalf("no hack/localcluster binary (%v): run the tests with `make test`, or set $LOCALCLUSTER", err)
-	}
-	dir := t.TempDir()
-	localcluster := func(cmd string) {
-		t.Helper()
-		b, err := exec.Command(lc, "-dir", dir, "-apiserver-port", "38443", "-etcd-port", "38444", "-etcd-peer-port", "38445", cmd).CombinedOutput()
-		if err != nil {
-			t.Fatalf("localcluster %s: %v\n%s", cmd, err, b)
-		}
-	}
 	start := time.Now()
-	localcluster("up")
+	lc := demotest.PrivateCluster(t, 38443)
+	localcluster := func(cmd string) { lc.Run(t, cmd) }
 	t.Logf("up after %s", time.Since(start))
-	t.Cleanup(func() { localcluster("down") })
-	admin := filepath.Join(dir, "admin.kubeconfig")
+	admin := lc.Kubeconfig()
 	config, err := clientcmd.BuildConfigFromFlags("", admin)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +56,7 @@ func TestInformerTombstone(t *testing.T) {
 	for _, c := range raw.Clusters {
 		c.Server = "https://" + p.addr() // the serving certificate names 127.0.0.1, any port
 	}
-	proxied := filepath.Join(dir, "proxied.kubeconfig")
+	proxied := filepath.Join(t.TempDir(), "proxied.kubeconfig")
 	if err := clientcmd.WriteToFile(*raw, proxied); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +104,7 @@ func TestInformerTombstone(t *testing.T) {
 		t.Error("the informer saw the delete as a watch event; the test meant it to miss it")
 	}
 	// It filled itself again (a second WatchList or LIST) after the cut.
-	match(t, got, `^  request: (WATCH|LIST) /api/v1/namespaces/`+ns+`/configmaps .*resourceVersion=\d+`)
+	demotest.Match(t, got, `^  request: (WATCH|LIST) /api/v1/namespaces/`+ns+`/configmaps .*resourceVersion=\d+`)
 	// On the server: the victim is gone, and the cleanup removed the rest.
 	if _, err := cs.CoreV1().ConfigMaps(ns).Get(context.Background(), victim, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("get %s: %v, want NotFound", victim, err)

@@ -8,9 +8,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -36,20 +33,6 @@ import (
 
 	"client-go-demo/internal/demotest"
 )
-
-func match(t *testing.T, got string, res ...string) {
-	t.Helper()
-	failed := false
-	for _, re := range res {
-		if !regexp.MustCompile(`(?m)` + re).MatchString(got) {
-			t.Errorf("output lacks %s", re)
-			failed = true
-		}
-	}
-	if failed {
-		t.Logf("the output was:\n%s", got)
-	}
-}
 
 // recorder keeps the events of a watch, and whether its channel closed:
 // the test's own account, independent of the demo.
@@ -146,7 +129,7 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	got := out.String()
-	match(t, got,
+	demotest.Match(t, got,
 		`^Step 1: a raw Watch on the labelled ConfigMaps in namespace `+ns+` ends`,
 		`^WATCH resourceVersion="" labelSelector=app.kubernetes.io/part-of=client-go-demo,app.kubernetes.io/name=watch timeoutSeconds=2$`,
 		`^  ResultChan closed [\d.]+m?s after the WATCH: no ERROR event, no error`,
@@ -177,7 +160,7 @@ func TestWatch(t *testing.T) {
 	var names []string
 	for _, ev := range configMaps.list() {
 		cm := ev.Object.(*corev1.ConfigMap)
-		match(t, got, fmt.Sprintf(`^  %-8s %s resourceVersion %s$`, ev.Type, cm.Name, cm.ResourceVersion))
+		demotest.Match(t, got, fmt.Sprintf(`^  %-8s %s resourceVersion %s$`, ev.Type, cm.Name, cm.ResourceVersion))
 		if ev.Type == watch.Added {
 			names = append(names, cm.Name)
 		}
@@ -187,7 +170,7 @@ func TestWatch(t *testing.T) {
 	evs := configMaps.list()
 	if len(evs) == 6 {
 		first := evs[2].Object.(*corev1.ConfigMap)
-		match(t, got, `^WATCH resourceVersion="`+first.ResourceVersion+`" timeoutSeconds=2 \(by hand`)
+		demotest.Match(t, got, `^WATCH resourceVersion="`+first.ResourceVersion+`" timeoutSeconds=2 \(by hand`)
 	}
 	// The RetryWatcher's second WATCH resumes: from the first one's
 	// resourceVersion or later (later once it saw the update, or a
@@ -205,7 +188,7 @@ func TestWatch(t *testing.T) {
 	for _, ev := range pods.list() {
 		if p := ev.Object.(*corev1.Pod); ev.Type != watch.Deleted && p.Status.Phase == corev1.PodRunning {
 			running = true
-			match(t, got, `^  `+p.Name+` is Running$`)
+			demotest.Match(t, got, `^  `+p.Name+` is Running$`)
 		}
 	}
 	if !running || pods.count(watch.Added) != 1 {
@@ -363,28 +346,12 @@ func TestWatchInterruptedCleansUp(t *testing.T) {
 // under them and compacts etcd, and checks what each does. The calls are
 // the ones the demo teaches; the log is quoted in the README.
 func TestWatchFaults(t *testing.T) {
-	demotest.Kubeconfig(t) // skips, or fails under make test, without a control plane
-	lc := os.Getenv("LOCALCLUSTER")
-	if lc == "" {
-		lc = filepath.Join("..", "..", "bin", "localcluster")
-	}
-	if _, err := os.Stat(lc); err != nil {
-		t.Fatalf("no hack/localcluster binary (%v): run the tests with `make test`, or set $LOCALCLUSTER", err)
-	}
-	dir := t.TempDir()
+	lc := demotest.PrivateCluster(t, 37443)
 	localcluster := func(cmd string) {
 		t.Helper()
-		b, err := exec.Command(lc, "-dir", dir, "-apiserver-port", "37443", "-etcd-port", "37444", "-etcd-peer-port", "37445", cmd).CombinedOutput()
-		if err != nil {
-			t.Fatalf("localcluster %s: %v\n%s", cmd, err, b)
-		}
-		if cmd != "up" {
-			t.Logf("-> localcluster %s: %s", cmd, strings.TrimSpace(string(b)))
-		}
+		t.Logf("-> localcluster %s: %s", cmd, lc.Run(t, cmd))
 	}
-	localcluster("up")
-	t.Cleanup(func() { localcluster("down") })
-	config, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "admin.kubeconfig"))
+	config, err := clientcmd.BuildConfigFromFlags("", lc.Kubeconfig())
 	if err != nil {
 		t.Fatal(err)
 	}
