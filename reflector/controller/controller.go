@@ -17,9 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	corev1apply "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1apply "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -42,7 +42,9 @@ const (
 	// Events' reporting controller.
 	fieldManager = "client-go-demo-controller"
 	// queueName names the workqueue's metrics (workqueue_depth{name=...}),
-	// once a program registers a metrics provider.
+	// if the program registered a metrics provider (workqueue.SetProvider)
+	// before creating the queue: it applies only to queues created after
+	// it (util/workqueue/metrics.go).
 	queueName = "demo-controller"
 )
 
@@ -87,16 +89,18 @@ func newController(ctx context.Context, cs kubernetes.Interface, factory informe
 		dropped:    make(chan error, 1),
 	}
 	logger := klog.FromContext(ctx)
-	// The handlers run in the informer's goroutine and must return quickly:
-	// they only put keys into the queue. Typed handlers (client-go v0.37)
-	// need no type assertions.
+	// Each handler gets its own goroutine and an unbounded buffer of
+	// notifications (processorListener, shared_informer.go): a slow handler
+	// delays only itself, but its buffer grows. These only put keys into
+	// the queue. Typed handlers (client-go v0.37) need no type assertions.
 	_, err := deployments.TypedInformer().AddTypedEventHandler(appsinformers.DeploymentHandlerFuncs{
 		AddFunc: c.enqueue,
 		UpdateFunc: func(old, cur *appsv1.Deployment) {
 			// kube-controller-manager writes a Deployment's status and
 			// annotations often; only its spec (generation) and labels
-			// matter here.
-			if old.Generation != cur.Generation || !maps.Equal(old.Labels, cur.Labels) {
+			// matter here. Equal resourceVersions mean a resync (-resync):
+			// it lets through a key that was dropped after -max-retries.
+			if old.ResourceVersion == cur.ResourceVersion || old.Generation != cur.Generation || !maps.Equal(old.Labels, cur.Labels) {
 				c.enqueue(cur)
 			}
 		},
@@ -106,18 +110,18 @@ func newController(ctx context.Context, cs kubernetes.Interface, factory informe
 	if err != nil {
 		return nil, fmt.Errorf("add deployment handler: %w", err)
 	}
-	// A change to a Service we own (a hand edit, a delete) queues its
-	// Deployment, which then puts the Service right.
+	// Any change to a Service (a hand edit, a delete, its ownerReference
+	// removed) queues the Deployment of the same name: the names match by
+	// design, so no owner lookup is needed, and a Deployment whose name was
+	// taken by a foreign Service gets its own once that one is deleted.
 	_, err = services.TypedInformer().AddTypedEventHandler(coreinformers.ServiceHandlerFuncs{
-		AddFunc:    c.enqueueOwner,
-		UpdateFunc: func(_, cur *corev1.Service) { c.enqueueOwner(cur) },
+		AddFunc:    func(svc *corev1.Service) { c.queue.Add(svc.Namespace + "/" + svc.Name) },
+		UpdateFunc: func(_, cur *corev1.Service) { c.queue.Add(cur.Namespace + "/" + cur.Name) },
 		DeleteFunc: func(d cache.DeletedObject[*corev1.Service]) {
-			// OptionalObj may be a stale copy, or nil after a missed
-			// delete (a tombstone without the object): its owner is all
-			// we need, and is the same in every copy.
-			if d.OptionalObj != nil {
-				c.enqueueOwner(d.OptionalObj)
-			}
+			// OptionalObj is the last copy the cache had (for a delete
+			// found on relist too) and is nil only if the cache never had
+			// one; the key works in every case (tools/cache/controller.go).
+			c.queue.Add(d.GetKey())
 		},
 	}, cache.HandlerOptions{Logger: &logger})
 	if err != nil {
@@ -137,28 +141,27 @@ func (c *Controller) enqueue(d *appsv1.Deployment) {
 	c.queue.Add(key)
 }
 
-// enqueueOwner adds the key of the Deployment that controls svc, if any.
-func (c *Controller) enqueueOwner(svc *corev1.Service) {
-	ref := metav1.GetControllerOf(svc)
-	if ref == nil || ref.Kind != "Deployment" {
-		return
-	}
-	if gv, err := schema.ParseGroupVersion(ref.APIVersion); err != nil || gv.Group != appsv1.GroupName {
-		return
-	}
-	c.queue.Add(svc.Namespace + "/" + ref.Name)
-}
-
-// Run starts workers goroutines and blocks until ctx ends; then it lets the
-// workers finish what they hold (ShutDownWithDrain) and waits for them.
-// The caches must have synced before Run: a worker that read an empty
-// cache would delete or recreate Services that exist.
+// Run waits for the caches to sync, starts workers goroutines and blocks
+// until ctx ends; then it shuts the queue down with ShutDownWithDrain and
+// waits for the workers. A worker that read an unsynced cache would delete
+// or recreate Services that exist, so Run returns early if ctx ends first.
+//
+// ShutDownWithDrain does not drop the keys still waiting: Get keeps handing
+// them out until the queue is empty, and they are reconciled with the
+// cancelled ctx (their requests fail at once and are not retried). It
+// waits until every key handed out is Done.
 func (c *Controller) Run(ctx context.Context, workers int) {
 	defer utilruntime.HandleCrashWithContext(ctx)
+	defer c.queue.ShutDown()
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.synced...) {
+		return
+	}
 	var wg sync.WaitGroup
 	for range workers {
-		// UntilWithContext restarts runWorker a second after it returns
-		// (after a recovered panic, say) until ctx ends.
+		// runWorker returns only once the queue has shut down. A panic in
+		// it is not recovered: HandleCrashWithContext logs it and panics
+		// again (runtime.ReallyCrash, util/runtime/runtime.go), so the
+		// process exits and its supervisor restarts it.
 		wg.Go(func() { wait.UntilWithContext(ctx, c.runWorker, time.Second) })
 	}
 	<-ctx.Done()
@@ -201,7 +204,7 @@ func (c *Controller) processNextWorkItem(ctx context.Context) bool {
 		c.queue.Forget(key)
 		err = fmt.Errorf("reconcile %s: gave up after %d retries: %w", key, c.maxRetries, err)
 		utilruntime.HandleErrorWithContext(ctx, err, "Dropping key from the queue", "key", key)
-		c.printf("  %v; dropped until the Deployment changes again\n", err)
+		c.printf("  %v; dropped until the Deployment or its Service changes, or the next resync\n", err)
 		select {
 		case c.dropped <- err:
 		default:
@@ -247,6 +250,13 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 			return nil
 		}
 		return c.deleteService(ctx, d, svc)
+	}
+	if errs := validation.IsDNS1035Label(name); len(errs) > 0 {
+		// A Deployment's name is a DNS-1123 subdomain (web.v2); a
+		// Service's must be a DNS-1035 label.
+		c.recorder.Eventf(d, nil, corev1.EventTypeWarning, "CannotExpose", "Reconcile",
+			"the name %s cannot name a Service: %s", name, strings.Join(errs, "; "))
+		return nil // retrying cannot help
 	}
 	want, err := serviceFor(d)
 	if err != nil {

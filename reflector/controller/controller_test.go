@@ -3,12 +3,16 @@ package main
 // Unit tests of the reconcile function with fake.NewClientset and informers
 // over it: how to test a controller without a server. The fake is a map
 // with a watch: it has no admission, no garbage collector, and no real
-// resourceVersion semantics, so main_test.go, against a real API server,
-// is the proof that the controller works.
+// resourceVersion semantics. Its tracker stores objects as given
+// (testing/fixture.go): no generation bump, no UID, no defaulting, no
+// deletionTimestamp; so the UpdateFunc's generation filter drops a spec edit
+// in a fake test unless the test sets generation itself. main_test.go,
+// against a real API server, is the proof that the controller works.
 
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"client-go-demo/internal/demotest"
 )
@@ -75,8 +80,10 @@ func TestReconcileAppliesService(t *testing.T) {
 	if got := strings.Join(writes(cs), ","); got != "patch services" {
 		t.Fatalf("writes = %q, want one apply (patch services)", got)
 	}
-	if a := cs.Actions()[0].(k8stesting.PatchAction); a.GetPatchType() != "application/apply-patch+yaml" {
-		t.Errorf("patch type %s, want server-side apply", a.GetPatchType())
+	for _, a := range cs.Actions() { // an informer's late watch may be listed too
+		if a, ok := a.(k8stesting.PatchAction); ok && a.GetPatchType() != "application/apply-patch+yaml" {
+			t.Errorf("patch type %s, want server-side apply", a.GetPatchType())
+		}
 	}
 	svc, err := cs.CoreV1().Services("ns").Get(context.Background(), "web", metav1.GetOptions{})
 	if err != nil {
@@ -161,6 +168,111 @@ func TestReconcileLeavesForeignServiceAlone(t *testing.T) {
 	if e := <-recorder.Events; !strings.HasPrefix(e, "Warning ServiceNotOurs") {
 		t.Errorf("event %q", e)
 	}
+}
+
+// A Deployment whose name was taken by a foreign Service gets its own
+// Service once the foreign one is deleted, even after its key was dropped:
+// the Service's delete event queues the key of the same name.
+func TestForeignServiceDeletedQueuesDeployment(t *testing.T) {
+	foreign := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns"}}
+	c, cs, recorder := fakeController(t, labelled("web"), foreign)
+	ctx := context.Background()
+	for dropped := false; !dropped; {
+		c.processNextWorkItem(ctx) // ServiceNotOurs, retried, then dropped
+		select {
+		case <-c.dropped:
+			dropped = true
+		default:
+		}
+	}
+	for len(recorder.Events) > 0 {
+		<-recorder.Events
+	}
+	if err := cs.CoreV1().Services("ns").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the Service's delete event to queue ns/web", func() bool { return c.queue.Len() > 0 })
+	c.processNextWorkItem(ctx)
+	svc, err := cs.CoreV1().Services("ns").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("no Service after the foreign one was deleted: %v", err)
+	}
+	if ref := metav1.GetControllerOf(svc); ref == nil || ref.Name != "web" {
+		t.Errorf("controller ref = %v", ref)
+	}
+}
+
+// A Deployment name that is a DNS-1123 subdomain but not a DNS-1035 label
+// cannot name a Service: a Warning Event, no write, no retry.
+func TestReconcileCannotExposeDottedName(t *testing.T) {
+	c, cs, recorder := fakeController(t, labelled("web.v2"))
+	if err := c.reconcile(context.Background(), "ns/web.v2"); err != nil {
+		t.Errorf("err = %v, want nil (no retry)", err)
+	}
+	if w := writes(cs); len(w) != 0 {
+		t.Errorf("wrote %v", w)
+	}
+	if e := <-recorder.Events; !strings.HasPrefix(e, "Warning CannotExpose") || !strings.Contains(e, "DNS-1035 label") {
+		t.Errorf("event %q", e)
+	}
+}
+
+// A resync re-delivers every cached Deployment as an update with the same
+// resourceVersion; the UpdateFunc lets it through, so a dropped key comes
+// back even if nothing changes.
+func TestResyncQueuesDeploymentAgain(t *testing.T) {
+	cs := fake.NewClientset(labelled("web"))
+	factory := informers.NewSharedInformerFactory(cs, time.Second) // the informer's minimum
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := newController(ctx, cs, factory, events.NewFakeRecorder(10), 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory.StartWithContext(ctx)
+	t.Cleanup(func() { cancel(); factory.Shutdown(); c.queue.ShutDown() })
+	waitFor(t, "the add event to queue ns/web", func() bool { return c.queue.Len() > 0 })
+	key, _ := c.queue.Get()
+	c.queue.Forget(key) // as a drop does
+	c.queue.Done(key)
+	waitFor(t, "the resync to queue ns/web again", func() bool { return c.queue.Len() > 0 })
+	if key, _ := c.queue.Get(); key != "ns/web" {
+		t.Errorf("queued %q", key)
+	}
+}
+
+// Before the elector writes a release (an empty holder), the lock stops the
+// workers and waits: the elector releases on a lost Lease before it cancels
+// OnStartedLeading's context (tools/leaderelection/leaderelection.go).
+func TestCheckedLockStopsWorkBeforeRelease(t *testing.T) {
+	var calls []string
+	lock := &checkedLock{
+		Interface: &recordingLock{calls: &calls},
+		giveUp:    func(error) {},
+		beforeRelease: func(context.Context) {
+			calls = append(calls, "stop workers")
+		},
+	}
+	ctx := context.Background()
+	if err := lock.Update(ctx, resourcelock.LeaderElectionRecord{HolderIdentity: "me"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.Update(ctx, resourcelock.LeaderElectionRecord{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"update me", "stop workers", "update "}; !slices.Equal(calls, want) {
+		t.Errorf("calls = %q, want %q", calls, want)
+	}
+}
+
+// recordingLock records its Updates.
+type recordingLock struct {
+	resourcelock.Interface
+	calls *[]string
+}
+
+func (l *recordingLock) Update(_ context.Context, ler resourcelock.LeaderElectionRecord) error {
+	*l.calls = append(*l.calls, "update "+ler.HolderIdentity)
+	return nil
 }
 
 // A conflict (or any error) requeues the key with back-off until

@@ -43,13 +43,18 @@ func (e election) validate() error {
 func (e election) config(lock resourcelock.Interface, callbacks leaderelection.LeaderCallbacks) leaderelection.LeaderElectionConfig {
 	return leaderelection.LeaderElectionConfig{
 		Lock:          lock,
-		LeaseDuration: e.leaseDuration, // a standby takes over this long after the last renewal it saw
+		LeaseDuration: e.leaseDuration, // written into the Lease as leaseDurationSeconds; a standby waits the holder's value after the last change it saw
 		RenewDeadline: e.renewDeadline, // the leader gives up if it cannot renew for this long
 		RetryPeriod:   e.retryPeriod,   // how often everyone tries (with up to 120% jitter for standbys)
-		// On cancel, the leader writes an empty holder with a 1 s duration
-		// (tryRelease), so a standby takes over at its next try instead of
-		// waiting out the lease. Only safe if our work has stopped first:
-		// lead() cancels the elector after the workers returned.
+		// When renew ends, the leader writes an empty holder with a 1 s
+		// duration (tryRelease, only if its last observed record still
+		// names it), so a standby takes over at its next try instead of
+		// waiting out the lease. Only safe if our work has stopped first.
+		// On Ctrl-C, lead() cancels the elector after the workers returned.
+		// On a lost Lease, renew calls release() BEFORE Run cancels the
+		// OnStartedLeading context (leaderelection.go, Run and renew), so
+		// checkedLock.Update stops the workers and waits for them before
+		// it writes the release.
 		ReleaseOnCancel: true,
 		Name:            leaseName,
 		Callbacks:       callbacks,
@@ -82,15 +87,26 @@ func (e election) lead(ctx context.Context, out io.Writer, cs kubernetes.Interfa
 	}
 	var leading atomic.Bool
 	workDone := make(chan struct{})
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	lock.beforeRelease = func(ctx context.Context) {
+		stopWork()
+		if leading.Load() {
+			select {
+			case <-workDone:
+			case <-ctx.Done(): // release()'s -renew-deadline: then it fails, and the Lease expires instead
+			}
+		}
+	}
 	le, err := leaderelection.NewLeaderElector(e.config(lock, leaderelection.LeaderCallbacks{
 		OnStartedLeading: func(leaderCtx context.Context) {
 			defer close(workDone)
 			leading.Store(true)
 			fmt.Fprintln(out, "  this copy holds the Lease: starting the workers")
-			// work ends on Ctrl-C (ctx) or when the Lease is lost
-			// (leaderCtx).
+			// work ends on Ctrl-C (ctx), before a release (workCtx), or
+			// when the elector stops (leaderCtx).
 			wctx, cancel := context.WithCancel(leaderCtx)
-			defer context.AfterFunc(ctx, cancel)()
+			defer context.AfterFunc(workCtx, cancel)()
 			work(wctx)
 			cancel()
 		},
@@ -165,7 +181,8 @@ func deleteFreeLease(ctx context.Context, out io.Writer, cs kubernetes.Interface
 // copy was faster) are part of the protocol.
 type checkedLock struct {
 	resourcelock.Interface
-	giveUp context.CancelCauseFunc
+	giveUp        context.CancelCauseFunc
+	beforeRelease func(context.Context) // stops the workers and waits for them
 }
 
 func (l *checkedLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
@@ -184,6 +201,9 @@ func (l *checkedLock) Create(ctx context.Context, ler resourcelock.LeaderElectio
 }
 
 func (l *checkedLock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord) error {
+	if ler.HolderIdentity == "" && l.beforeRelease != nil {
+		l.beforeRelease(ctx) // a release (tryRelease): renewals name a holder
+	}
 	err := l.Interface.Update(ctx, ler)
 	l.check("update", err)
 	return err

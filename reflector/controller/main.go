@@ -63,8 +63,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	// Step 1: informers for both kinds from one factory (one watch per
 	// kind, however many controllers share it); handlers only queue keys.
 	fmt.Fprintf(out, "Step 1: one shared informer factory watches Deployments and Services in namespace %s\n", ns)
-	factory := informers.NewSharedInformerFactoryWithOptions(clientset, 0, informers.WithNamespace(ns))
+	// The resync period re-delivers every cached object as an update
+	// (same resourceVersion) to the handlers: a key dropped after
+	// -max-retries comes back at the latest then. It is not a relist.
+	factory := informers.NewSharedInformerFactoryWithOptions(clientset, o.resync, informers.WithNamespace(ns))
 	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: clientset.EventsV1()})
+	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, fieldManager)
 	ctrl, err := newController(ctx, clientset, factory, recorder, o.maxRetries, out)
 	if err != nil {
@@ -92,7 +96,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
 		return fmt.Errorf("start recording events: %w", err)
 	}
-	defer broadcaster.Shutdown()
 	controllerCtx, stopController := context.WithCancel(ctx)
 	controllerDone := make(chan struct{})
 	var controllerErr error
@@ -131,8 +134,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		return err
 	}
 
-	// Step 9: ShutDownWithDrain lets the workers finish the keys they
-	// hold; Run returns when they have.
+	// Step 9: ShutDownWithDrain: Get keeps handing out the keys still
+	// queued (reconciled with the cancelled ctx, so their requests fail at
+	// once) until the queue is empty; Run returns when every key is Done.
 	if err := stop(); err != nil {
 		return err
 	}
@@ -144,6 +148,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 type options struct {
 	kube                *kubeFlags
 	workers, maxRetries int
+	resync              time.Duration
 	failFirst, burst    int
 	scale, failovers    int
 	qps                 float64
@@ -157,11 +162,12 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 	fs.IntVar(&o.workers, "workers", 2, "worker goroutines that take keys from the queue")
 	fs.BoolVar(&o.serve, "serve", false, "make no changes: reconcile the namespace's Deployments until Ctrl-C (label one with kubectl)")
 	fs.IntVar(&o.failFirst, "fail-first", 0, "make the controller's first N writes fail with 503, to show the retries and their back-off")
-	fs.IntVar(&o.maxRetries, "max-retries", 5, "retries of a failing key before it is dropped")
+	fs.IntVar(&o.maxRetries, "max-retries", 15, "retries of a failing key before it is dropped (15: 5ms doubling, about 164s of back-off in all)")
+	fs.DurationVar(&o.resync, "resync", 10*time.Minute, "how often the informers re-deliver every cached object to the handlers, so a dropped key comes back (0: never)")
 	fs.Float64Var(&o.qps, "qps", 0, "client-side rate limit in requests per second (default: client-go's, 5)")
 	fs.IntVar(&o.burst, "burst", 0, "client-side burst (default: client-go's, 10)")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "work only while this copy holds the Lease demo-controller")
-	fs.DurationVar(&o.election.leaseDuration, "lease-duration", 15*time.Second, "with -leader-elect: how long a standby waits after the last renewal it saw (kube-controller-manager's default)")
+	fs.DurationVar(&o.election.leaseDuration, "lease-duration", 15*time.Second, "with -leader-elect: the leaseDurationSeconds this copy writes into the Lease while it leads; a standby waits that long (the holder's value, not its own flag) after the last change it saw (kube-controller-manager's default)")
 	fs.DurationVar(&o.election.renewDeadline, "renew-deadline", 10*time.Second, "with -leader-elect: how long the leader keeps trying to renew before it gives up; less than -lease-duration")
 	fs.DurationVar(&o.election.retryPeriod, "retry-period", 2*time.Second, "with -leader-elect: how often each copy tries to acquire or renew")
 	fs.IntVar(&o.scale, "scale", 0, "instead: create N labelled Deployments, then time the controller until all N Services exist")
@@ -172,8 +178,8 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 	switch {
 	case o.workers < 1:
 		return nil, usagef("-workers %d: want at least 1", o.workers)
-	case o.failFirst < 0 || o.maxRetries < 0 || o.scale < 0 || o.failovers < 0 || o.qps < 0 || o.burst < 0:
-		return nil, usagef("-fail-first, -max-retries, -qps, -burst, -scale and -measure-failover must not be negative")
+	case o.failFirst < 0 || o.maxRetries < 0 || o.resync < 0 || o.scale < 0 || o.failovers < 0 || o.qps < 0 || o.burst < 0:
+		return nil, usagef("-fail-first, -max-retries, -resync, -qps, -burst, -scale and -measure-failover must not be negative")
 	}
 	if o.leaderElect || o.failovers > 0 {
 		if err := o.election.validate(); err != nil {
@@ -185,8 +191,9 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 
 // startInformers starts the factory's informers and waits until their
 // caches are filled. An informer retries a failed LIST or WATCH for ever;
-// before the first sync, an error that retrying will not cure (403, 401)
-// ends the run instead, with one line. After the
+// before the first sync, any error that transient() does not call
+// transient (403, 401, 404, a bad request, ...) ends the run instead, with
+// one line. After the
 // first sync, every error is retried, as a controller must survive an API
 // server restart.
 func startInformers(ctx context.Context, cs kubernetes.Interface, factory informers.SharedInformerFactory, giveUp context.CancelCauseFunc) error {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -55,20 +54,6 @@ func TestMain(m *testing.M) {
 	klog.LogToStderr(false)
 	klog.SetOutput(io.Discard)
 	os.Exit(m.Run())
-}
-
-func match(t *testing.T, got string, res ...string) {
-	t.Helper()
-	failed := false
-	for _, re := range res {
-		if !regexp.MustCompile(`(?m)` + re).MatchString(got) {
-			t.Errorf("output lacks %s", re)
-			failed = true
-		}
-	}
-	if failed {
-		t.Logf("the output was:\n%s", got)
-	}
 }
 
 // serviceLog records the server's own account of the Services in ns: a
@@ -123,7 +108,7 @@ func TestControllerDemo(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	got := out.String()
-	match(t, got,
+	demotest.Match(t, got,
 		`^Step 1: one shared informer factory watches Deployments and Services in namespace `+ns+`$`,
 		`^  caches synced: 0 Deployments, 0 Services`,
 		`^  Add\("ns/a"\) three times: Len\(\) = 1;`,
@@ -204,7 +189,7 @@ func TestControllerRetriesWithBackOff(t *testing.T) {
 	if err := run(context.Background(), []string{"-n", ns, "-fail-first", "3", "-workers", "1"}, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
-	match(t, out.String(),
+	demotest.Match(t, out.String(),
 		`(?s)^-> create a Deployment.*\n  `+ns+`/demo-controller-\w{5}: retry 3, \d+ms after the failure\n  Deployment demo-controller-\w{5} has its Service`,
 		`apply service demo-controller-\w{5}: write 1 of the first 3 fails \(-fail-first\); AddRateLimited: back-off 5ms \(NumRequeues 0\)$`,
 		`write 2 of the first 3 fails \(-fail-first\); AddRateLimited: back-off 10ms \(NumRequeues 1\)$`,
@@ -281,7 +266,7 @@ func TestControllerServe(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	got := out.String()
-	match(t, got,
+	demotest.Match(t, got,
 		`^serving until Ctrl-C; try: kubectl -n `+ns+` label deployment NAME client-go-demo/expose=true$`,
 		`^  controller: created Service `+ns+`/`+early.Name+` \(ports http 8080/TCP -> http\)$`,
 		`^  controller: created Service `+ns+`/`+labelled.Name+` `,
@@ -378,7 +363,11 @@ func TestControllerLeaderFailover(t *testing.T) {
 	if strings.Contains(b.out.String(), "controller:") {
 		t.Errorf("the standby wrote:\n%s", b.out.String())
 	}
-	match(t, a.out.String(), `^  controller: created Service `+ns+`/`+first.Name)
+	// The copy prints its line after the apply's response and the Event;
+	// the Service can be seen on the server before that.
+	demotest.WaitFor(t, 10*time.Second, "the first copy's created line", func() bool {
+		return regexp.MustCompile(`(?m)^  controller: created Service ` + ns + `/` + first.Name).MatchString(a.out.String())
+	})
 
 	// Stop the leader: it releases the Lease; the standby takes it.
 	a.cancel()
@@ -389,7 +378,11 @@ func TestControllerLeaderFailover(t *testing.T) {
 	demotest.WaitFor(t, 10*time.Second, "the second copy in the Lease", func() bool { return holder() == b.id })
 	second := createDeployment(t, cs, ns, true)
 	waitForOwnedService(t, cs, ns, second)
-	match(t, b.out.String(), `^  controller: created Service `+ns+`/`+second.Name)
+	// The copy prints its line after the apply's response and the Event;
+	// the Service can be seen on the server before that.
+	demotest.WaitFor(t, 10*time.Second, "the second copy's created line", func() bool {
+		return regexp.MustCompile(`(?m)^  controller: created Service ` + ns + `/` + second.Name).MatchString(b.out.String())
+	})
 	if strings.Contains(a.out.String(), second.Name) {
 		t.Errorf("the stopped copy reconciled %s", second.Name)
 	}
@@ -398,7 +391,7 @@ func TestControllerLeaderFailover(t *testing.T) {
 	if err := <-b.done; err != nil {
 		t.Fatalf("second copy: %v\n%s", err, b.out.String())
 	}
-	match(t, b.out.String(), `^  released and deleted Lease demo-controller: nobody else held it$`)
+	demotest.Match(t, b.out.String(), `^  released and deleted Lease demo-controller: nobody else held it$`)
 	if _, err := cs.CoordinationV1().Leases(ns).Get(ctx, leaseName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the Lease is still there: %v", err)
 	}
@@ -459,7 +452,7 @@ func grantAllBut(t *testing.T, cs kubernetes.Interface, ns, user, resource strin
 	ctx := context.Background()
 	all := []rbacv1.PolicyRule{
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"list", "watch", "create", "patch", "delete"}},
-		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"list", "watch", "patch", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"list", "watch", "create", "patch", "delete"}},
 		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"list", "create", "patch"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update", "delete"}},
 	}
@@ -518,25 +511,9 @@ func TestControllerInterruptedCleansUp(t *testing.T) {
 // other packages' tests, so this test starts a control plane of its own
 // from the same binary, on other ports, and takes it down after.
 func TestControllerRecovery(t *testing.T) {
-	demotest.Kubeconfig(t) // skips, or fails under make test, without a control plane
-	lc := os.Getenv("LOCALCLUSTER")
-	if lc == "" {
-		lc = filepath.Join("..", "..", "bin", "localcluster")
-	}
-	if _, err := os.Stat(lc); err != nil {
-		t.Fatalf("no hack/localcluster binary (%v): run the tests with `make test`, or set $LOCALCLUSTER", err)
-	}
-	dir := t.TempDir()
-	localcluster := func(cmd string) {
-		t.Helper()
-		b, err := exec.Command(lc, "-dir", dir, "-apiserver-port", "39443", "-etcd-port", "39444", "-etcd-peer-port", "39445", cmd).CombinedOutput()
-		if err != nil {
-			t.Fatalf("localcluster %s: %v\n%s", cmd, err, b)
-		}
-	}
-	localcluster("up")
-	t.Cleanup(func() { localcluster("down") })
-	kubeconfig := filepath.Join(dir, "admin.kubeconfig")
+	lc := demotest.PrivateCluster(t, 39443)
+	localcluster := func(cmd string) { lc.Run(t, cmd) }
+	kubeconfig := lc.Kubeconfig()
 	config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)

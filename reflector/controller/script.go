@@ -183,8 +183,9 @@ func (s *script) waitForService(ctx context.Context, name, what string, writes i
 
 // printEvents waits until the Events of the three kinds of write reached the
 // server (the broadcaster sends them in the background), then prints them
-// in order. It lists them as kubectl describe does: events.k8s.io/v1, by
-// regarding object (tools/events.GetFieldSelector).
+// in order. It lists events.k8s.io/v1 Events by regarding object
+// (tools/events.GetFieldSelector); kubectl describe lists the same Events
+// through core/v1, by involvedObject.
 func (s *script) printEvents(ctx context.Context, d *appsv1.Deployment) error {
 	selector, err := events.GetFieldSelector(eventsv1.SchemeGroupVersion, appsv1.SchemeGroupVersion.WithKind("Deployment"), d.Name, d.UID)
 	if err != nil {
