@@ -1,7 +1,9 @@
 // Command clientset shows the typed Clientset on the nginx Deployment of our
 // notes: create, get, list, optimistic concurrency, server-side apply and
 // deletion with garbage collection. run() follows the README's steps; Step 5
-// is in apply.go, the waits in wait.go, main() and the flags in cli.go.
+// is in apply.go, the waits in wait.go, main() and the flags in cli.go. The
+// -show topics (selectors, patches, subresources) are in topics.go and the
+// files it names.
 package main
 
 import (
@@ -29,16 +31,24 @@ const (
 	// cli.go), so without a deadline a server that accepts the connection
 	// and never answers would hold a request forever.
 	requestTimeout = 30 * time.Second
+	// instanceKey labels the objects of one run; a selector with it
+	// matches nothing of another run.
+	instanceKey = "app.kubernetes.io/instance"
 )
 
 func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fs, kube := newFlagSet()
 	podTimeout := fs.Duration("pod-timeout", 3*time.Minute, "how long each wait for Pods may take (image pulls on a real cluster take a while)")
+	show := fs.String("show", "", "instead of Steps 2-6, show one topic: selectors, patches or subresources")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *podTimeout <= 0 {
 		return usagef("-pod-timeout %s: want a positive duration", *podTimeout)
+	}
+	topic, ok := topics[*show]
+	if *show != "" && !ok {
+		return usagef("-show %q: want selectors, patches or subresources", *show)
 	}
 	config, ns, err := kube.load()
 	if err != nil {
@@ -57,6 +67,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	deployments := clientset.AppsV1().Deployments(ns)
 	fmt.Fprintf(stdout, "  clientset.AppsV1().Deployments(%q) -> group apps, version v1, resource deployments\n", ns)
 	fmt.Fprintf(stdout, "  -> %s/apis/apps/v1/namespaces/%s/deployments\n", config.Host, ns)
+	if topic != nil {
+		return topic(ctx, clientset, ns, *podTimeout, stdout) // -show: topics.go
+	}
 
 	// Step 2: GenerateName lets the server pick a unique name, so runs never
 	// collide; the object that comes back is what the server stored.
@@ -103,9 +116,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 
 	// Step 4: every write carries the resourceVersion it was based on, and
-	// the deployment controller has written the status since we read
-	// `stale`, so the server refuses to let our old copy overwrite it.
+	// the deployment controller writes the status (3 ready) since we read
+	// `stale`, so the server refuses to let our old copy overwrite it. The
+	// Pods run before that write, so wait for it rather than race it.
 	fmt.Fprintln(stdout, "Step 4: an update from a stale read gets 409 Conflict; RetryOnConflict scales 3 -> 1")
+	if err := waitForReadyReplicas(ctx, deployments, name, 3, *podTimeout); err != nil {
+		return err
+	}
 	stale.Spec.Replicas = ptr.To[int32](1)
 	rctx, cancel = context.WithTimeout(ctx, requestTimeout)
 	_, err = deployments.Update(rctx, stale, metav1.UpdateOptions{FieldManager: fieldManager})
@@ -182,7 +199,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 // run of this demo, and the waits count every Pod the selector matches:
 // two workloads' selectors must never overlap.
 func nginxDeployment() *appsv1.Deployment {
-	const instanceKey = "app.kubernetes.io/instance"
 	runID := "demo-" + demoName + "-" + utilrand.String(5)
 	selector := map[string]string{"run": "nginx", instanceKey: runID}
 	podLabels := map[string]string{"run": "nginx", instanceKey: runID, partOfKey: partOfValue}

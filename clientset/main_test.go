@@ -182,6 +182,7 @@ type history struct {
 	podsAtDelete int  // Pods a List found when it came
 	pods         map[string]bool
 	podsDeleted  map[string]bool
+	podVersions  []*corev1.Pod // every version of every Pod, in order
 	running      map[string]bool
 	maxRunning   int
 	runningLog   []int // running Pods after each change of that number
@@ -249,6 +250,7 @@ func record(t *testing.T, cs kubernetes.Interface, ns string) *history {
 				continue
 			}
 			h.mu.Lock()
+			h.podVersions = append(h.podVersions, p)
 			h.pods[p.Name] = true
 			if ev.Type == watch.Deleted {
 				h.podsDeleted[p.Name] = true
@@ -308,7 +310,7 @@ func TestClientsetErrors(t *testing.T) {
 		if err := run(context.Background(), []string{"-h"}, &out); !errors.Is(err, flag.ErrHelp) {
 			t.Fatalf("err = %v, want flag.ErrHelp", err)
 		}
-		for _, f := range []string{"-kubeconfig", "-context", "-namespace", "-pod-timeout", "-v value"} {
+		for _, f := range []string{"-kubeconfig", "-context", "-namespace", "-pod-timeout", "-show", "-v value"} {
 			if !strings.Contains(out.String(), f) {
 				t.Errorf("-h does not list %s:\n%s", f, out.String())
 			}

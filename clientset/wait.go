@@ -47,6 +47,22 @@ func waitForPods(ctx context.Context, pods typedcorev1.PodInterface, selector st
 	return nil
 }
 
+// waitForReadyReplicas waits until the Deployment's status, which the
+// deployment controller writes, says want replicas are ready.
+func waitForReadyReplicas(ctx context.Context, deployments typedappsv1.DeploymentInterface, name string, want int32, timeout time.Duration) error {
+	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
+		d, err := deployments.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return d.Status.ReadyReplicas == want, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for %d ready replicas in deployment %s's status: %w", want, name, err)
+	}
+	return nil
+}
+
 // waitForDeploymentGone waits until a Get answers 404 Not Found.
 func waitForDeploymentGone(ctx context.Context, deployments typedappsv1.DeploymentInterface, name string, timeout time.Duration) error {
 	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {

@@ -35,12 +35,19 @@ const (
 func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fs, kube := newFlagSet()
 	crdTimeout := fs.Duration("crd-timeout", 30*time.Second, "how long to wait for the CRD to become Established")
+	show := fs.String("show", "", "instead of the steps, show one topic: serialization (JSON and YAML) or metadata (the metadata client)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
+	}
+	if *show != "" && *show != "serialization" && *show != "metadata" {
+		return usagef("-show %q: want serialization or metadata", *show)
 	}
 	config, ns, err := kube.load()
 	if err != nil {
 		return err
+	}
+	if *show != "" {
+		return showTopic(ctx, *show, config, ns, stdout) // topics.go
 	}
 
 	// Step 1: one client serves every resource, so it needs no scheme and

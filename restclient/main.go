@@ -30,11 +30,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fs, kube := newFlagSet()
 	pods := fs.Int("pods", 5, "labelled Pods to create, listed 2 per page")
 	timeout := fs.Duration("timeout", 30*time.Second, "bound on each request, sent to the server as ?timeout=")
+	show := fs.String("show", "", "instead of the steps, show one topic: kubeconfig (contexts, config from bytes, in-cluster) or warnings")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *pods < 1 || *timeout <= 0 {
 		return usagef("-pods %d -timeout %s: want at least 1 Pod and a positive timeout", *pods, *timeout)
+	}
+	if *show != "" {
+		return showTopic(ctx, *show, kube, *timeout, stdout) // topics.go
 	}
 
 	// Step 1: a RESTClient builds URLs, it does not look them up: the

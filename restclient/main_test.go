@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -333,11 +332,9 @@ func (r *recorder) names(typ watch.EventType) map[string]bool {
 		if ev.Type != typ {
 			continue
 		}
-		switch o := ev.Object.(type) {
-		case *corev1.Pod:
-			names[o.Name] = true
-		case *appsv1.Deployment:
-			names[o.Name] = true
+		// An ERROR event carries a *metav1.Status, which has no name.
+		if o, ok := ev.Object.(metav1.Object); ok {
+			names[o.GetName()] = true
 		}
 	}
 	return names
