@@ -2,8 +2,9 @@
 // serves: its version, its groups and versions, every resource with its
 // verbs, and what that discovery costs cold, from memory and from kubectl's
 // disk cache. Its flags print what kubectl api-versions, api-resources and
-// explain print (kubectl.go, explain.go), and -gvr resolves a name the way
-// kubectl does (restmapper.go).
+// explain print (kubectl.go, explain.go), -gvr resolves a name the way
+// kubectl does (restmapper.go), and -crd shows a cached client and
+// RESTMapper while a CRD comes and goes (crd.go).
 package main
 
 import (
@@ -12,16 +13,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/disk"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -60,6 +64,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if o.lookAlike() {
 		return runLookAlike(ctx, o, config, disco, stdout)
 	}
+	// -crd: a CRD appears under a cached client and mapper (crd.go).
+	if o.crd {
+		return crdAppears(ctx, config, stdout)
+	}
 
 	// Step 1: every user may read /version (ClusterRole
 	// system:public-info-viewer), the first thing to ask a server that may
@@ -85,7 +93,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// out.
 	fmt.Fprintln(stdout, "Step 3: ServerPreferredResources: the resource table of kubectl api-resources")
 	if err := printAPIResources(ctx, disco, stdout, o.table); err != nil {
-		return err
+		// A group/version that failed (an aggregated API whose backend is
+		// down) is missing from the table, the rest is complete: carry on
+		// with it, and say what is missing.
+		failed, partial := discovery.GroupDiscoveryFailedErrorGroups(err)
+		if !partial {
+			return err
+		}
+		printFailed(stdout, failed)
 	}
 
 	// Step 4: why every client keeps discovery in a cache.
@@ -115,6 +130,15 @@ func printGroups(ctx context.Context, disco discovery.DiscoveryInterfaceWithCont
 	return w.Flush()
 }
 
+// printFailed names each group/version that discovery could not read,
+// sorted, with its error.
+func printFailed(out io.Writer, failed map[schema.GroupVersion]error) {
+	gvs := slices.SortedFunc(maps.Keys(failed), func(a, b schema.GroupVersion) int { return strings.Compare(a.String(), b.String()) })
+	for _, gv := range gvs {
+		fmt.Fprintf(out, "  incomplete: %s is missing: %v\n", gv, failed[gv])
+	}
+}
+
 // compareCaches counts the HTTP requests and the time that discovery of
 // every resource costs: cold with aggregated discovery, cold with the
 // legacy endpoints, through a memory cache, and through a disk cache laid
@@ -140,14 +164,19 @@ func compareCaches(ctx context.Context, config *rest.Config, out io.Writer, cach
 		requests.Store(0)
 		start := time.Now()
 		_, resources, err := d.ServerGroupsAndResourcesWithContext(ctx)
-		if err != nil {
+		failed, partial := discovery.GroupDiscoveryFailedErrorGroups(err)
+		if err != nil && !partial {
 			return fmt.Errorf("%s: %w", label, explainDiscovery(err))
 		}
 		n := 0
 		for _, l := range resources {
 			n += len(l.APIResources)
 		}
-		fmt.Fprintf(out, "  %-48s %3d requests  %4d resources  %s\n", label, requests.Load(), n, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(out, "  %-48s %3d requests  %4d resources  %s", label, requests.Load(), n, time.Since(start).Round(time.Millisecond))
+		if partial {
+			fmt.Fprintf(out, "  (%d group/versions failed)", len(failed))
+		}
+		fmt.Fprintln(out)
 		return nil
 	}
 
@@ -226,6 +255,7 @@ var illegalFileChars = regexp.MustCompile(`[^(\w/.)]`)
 // options are the demo's own flags; each mode flag prints one thing.
 type options struct {
 	apiVersions, apiResources bool
+	crd                       bool
 	table                     tableOptions // -o, -api-group, -namespaced (kubectl.go)
 	explain, gvr, cacheDir    string
 }
@@ -243,6 +273,7 @@ func parseOptions(args []string, stdout io.Writer) (options, *kubeFlags, error) 
 	fs.StringVar(&o.explain, "explain", "", "print what `kubectl explain` prints for a resource or a field path (deployment.spec)")
 	fs.StringVar(&o.gvr, "gvr", "", "resolve a kind, resource or short name to its GroupVersionResource")
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "disk discovery cache, laid out like kubectl's ~/.kube/cache (default mode: a temporary directory; with -api-versions or -api-resources: read through it, like kubectl --cached)")
+	fs.BoolVar(&o.crd, "crd", false, "create the CRD widgets.discovery-demo.example.com (cluster-wide) and show a cached discovery client and RESTMapper before and after Reset; deleted again on exit")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return o, nil, err
 	}
@@ -261,13 +292,13 @@ func parseOptions(args []string, stdout io.Writer) (options, *kubeFlags, error) 
 		return o, nil, usagef("-o %q: want wide or name", o.table.output)
 	}
 	modes := 0
-	for _, on := range []bool{o.apiVersions, o.apiResources, o.explain != "", o.gvr != ""} {
+	for _, on := range []bool{o.apiVersions, o.apiResources, o.explain != "", o.gvr != "", o.crd} {
 		if on {
 			modes++
 		}
 	}
 	if modes > 1 {
-		return o, nil, usagef("pick one of -api-versions, -api-resources, -explain, -gvr")
+		return o, nil, usagef("pick one of -api-versions, -api-resources, -explain, -gvr, -crd")
 	}
 	return o, kube, nil
 }

@@ -584,6 +584,7 @@ func TestErrors(t *testing.T) {
 		{"no kubeconfig", nil, true, "no kubeconfig: pass -kubeconfig, set $KUBECONFIG, or create ~/.kube/config", false},
 		{"bad output", []string{"-api-resources", "-o", "yaml"}, false, `-o "yaml": want wide or name`, true},
 		{"two modes", []string{"-explain", "pods", "-gvr", "pods"}, false, "pick one of -api-versions, -api-resources, -explain, -gvr", true},
+		{"crd and a mode", []string{"-crd", "-api-versions"}, false, "pick one of -api-versions, -api-resources, -explain, -gvr, -crd", true},
 		{"bad flag", []string{"-namespaced=maybe"}, false, `invalid boolean value "maybe" for -namespaced`, true},
 		{"argument", []string{"pods"}, false, `unexpected arguments ["pods"]`, true},
 	} {
