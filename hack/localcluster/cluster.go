@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -181,6 +182,9 @@ func (c *cluster) startAndWait(ctx context.Context) error {
 		return err
 	}
 	if err := c.waitFor(ctx, "etcd", 30*time.Second, c.etcdHealthy); err != nil {
+		return err
+	}
+	if err := c.markStart(ctx); err != nil {
 		return err
 	}
 	if err := c.start("kube-apiserver"); err != nil {
@@ -549,4 +553,27 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "  " + strings.Join(lines, "\n  ")
+}
+
+// markStart writes one key to etcd before kube-apiserver starts, so that
+// etcd's revision is past 1 when the watch caches fill. A fresh etcd is at
+// revision 1, and a watch cache filled there still serves a watch from
+// resourceVersion 1, which on any cluster that has lived a little is long
+// gone: kube-apiserver answers 410 for a resourceVersion older than the
+// revision its watch cache filled at (k8s.io/apiserver@v0.37.2
+// pkg/storage/cacher/watch_cache_history.go, GetIntervalLocked: "too old
+// resource version"). The watch demo uses resourceVersion 1 for "from
+// before an outage".
+func (c *cluster) markStart(ctx context.Context) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdURL()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := cli.Put(ctx, "/localcluster/last-start", time.Now().UTC().Format(time.RFC3339)); err != nil {
+		return fmt.Errorf("write to etcd: %w", err)
+	}
+	return nil
 }
