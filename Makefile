@@ -77,25 +77,31 @@ lint: ## gofmt, go vet and staticcheck, for both modules
 # afterwards only if it started it. Its exit status is the tests'.
 # (Not grep -q: it exits at the first match, status then dies of SIGPIPE,
 # and under pipefail a running cluster would look stopped and be taken down.)
-# -p 1: the packages share one API server, and some of what they touch is
-# cluster-wide (the CronTab CRD, the RBAC manifest's ClusterRole, the
-# discovery document the README shows), so they run one after another. The
-# demos built on the Reflector (reflector/watch, informer, controller) touch
-# only namespaces of their own and start their private control planes on
-# ports of their own, so they run in a second go test beside the others, as
-# the control plane's own tests do; their output follows when all are done.
+# The packages share one API server. Those that touch something
+# cluster-wide (the CRDs of dynamicclient and discoveryclient -crd, the RBAC
+# manifest's ClusterRole, the discovery document the README shows) run one
+# after another (-p 1): $(SERIAL). The others touch only namespaces of their
+# own and start their private control planes on ports of their own, so they
+# run in two more go test processes beside those, as the control plane's
+# own tests do: the demos built on the Reflector, and the rest (any new
+# package lands there). Their output follows when all are done.
 # Lint is a prerequisite, not a $(MAKE) in the recipe, so `make -n test`
 # stays a dry run (make runs recipe lines that hold $(MAKE) even with -n).
 TEST_ENV := DEMO_TEST_REQUIRE_CLUSTER=1 LOCALCLUSTER_KUBECONFIG=$(KUBECONFIG_LOCAL) \
             KUBECONFIG=$(KUBECONFIG_LOCAL) LOCALCLUSTER=$(LOCALCLUSTER) KUBECTL=$(KUBECTL)
+SERIAL   := . ./dynamicclient ./discoveryclient
 BESIDE   := $(addprefix ./,$(filter reflector/%,$(DEMOS)))
+GO_TEST  := go test -p 1 -race -count=1 -timeout 30m
 test: lint localcluster kubectl ## lint, then every test against the local control plane
 	@was_up=0; $(LOCALCLUSTER) -dir $(STATE) status | grep 'kube-apiserver' >/dev/null && was_up=1; \
 	$(LOCALCLUSTER) -dir $(STATE) up; \
 	status=0; \
 	(cd hack/localcluster && LOCALCLUSTER_DIR=$(STATE) go test -count=1 -timeout 20m -ldflags '$(LDFLAGS)' . > $(STATE)/localcluster-test.log 2>&1) & lc=$$!; \
-	($(TEST_ENV) go test -p 1 -race -count=1 -timeout 30m $(BESIDE) > $(STATE)/beside-test.log 2>&1) & beside=$$!; \
-	$(TEST_ENV) go test -p 1 -race -count=1 -timeout 30m $$(go list ./... | grep -v '/reflector/') || status=$$?; \
+	($(TEST_ENV) $(GO_TEST) $(BESIDE) > $(STATE)/beside-test.log 2>&1) & beside=$$!; \
+	rest=$$(go list $(SERIAL) $(BESIDE) | sort | comm -13 - <(go list ./... | sort)); \
+	($(TEST_ENV) $(GO_TEST) $$rest > $(STATE)/rest-test.log 2>&1) & others=$$!; \
+	$(TEST_ENV) $(GO_TEST) $(SERIAL) || status=$$?; \
+	wait $$others || status=$$?; cat $(STATE)/rest-test.log; \
 	wait $$beside || status=$$?; cat $(STATE)/beside-test.log; \
 	wait $$lc || status=$$?; cat $(STATE)/localcluster-test.log; \
 	if [ $$was_up -eq 0 ]; then $(LOCALCLUSTER) -dir $(STATE) down; fi; \
