@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	appsv1apply "k8s.io/client-go/applyconfigurations/apps/v1"
@@ -34,21 +32,12 @@ func showPatches(ctx context.Context, clientset kubernetes.Interface, ns string,
 	d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers, corev1.Container{
 		Name: "sidecar", Image: "busybox:1.36", Command: []string{"sleep", "infinity"},
 	})
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	created, err := deployments.Create(rctx, d, metav1.CreateOptions{FieldManager: fieldManager})
-	cancel()
+	created, deleteDeployment, err := createDeployment(ctx, deployments, ns, d)
 	if err != nil {
-		return fmt.Errorf("create deployment in namespace %q: %w", ns, explain(err))
+		return err
 	}
+	defer deleteDeployment(&err)
 	name := created.Name
-	defer func() {
-		ctx, cancel := cleanupContext(ctx)
-		defer cancel()
-		derr := deployments.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
-		if derr != nil && !apierrors.IsNotFound(derr) {
-			err = errors.Join(err, fmt.Errorf("delete deployment %s: %w", name, explain(derr)))
-		}
-	}()
 	fmt.Fprintf(stdout, "  %s: %s\n", name, containers(created))
 
 	// Patches 2: JSON patch (RFC 6902) is a list of operations on paths;
@@ -96,7 +85,7 @@ func showPatches(ctx context.Context, clientset kubernetes.Interface, ns string,
 	intent := appsv1apply.Deployment(name, ns).WithSpec(appsv1apply.DeploymentSpec().
 		WithTemplate(corev1apply.PodTemplateSpec().WithSpec(corev1apply.PodSpec().
 			WithContainers(corev1apply.Container().WithName("sidecar").WithImage("busybox:1.36").WithCommand("sleep", "infinity")))))
-	rctx, cancel = context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	applied, err := deployments.Apply(rctx, intent, metav1.ApplyOptions{FieldManager: "sidecar-injector"})
 	cancel()
 	if err != nil {

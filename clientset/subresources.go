@@ -29,21 +29,12 @@ func showSubresources(ctx context.Context, clientset kubernetes.Interface, ns st
 	deployments := clientset.AppsV1().Deployments(ns)
 	// Subresources 1: the Deployment whose scale and status we write.
 	fmt.Fprintln(stdout, "Subresources 1: create the nginx Deployment (3 replicas)")
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	created, err := deployments.Create(rctx, nginxDeployment(), metav1.CreateOptions{FieldManager: fieldManager})
-	cancel()
+	created, deleteDeployment, err := createDeployment(ctx, deployments, ns, nginxDeployment())
 	if err != nil {
-		return fmt.Errorf("create deployment in namespace %q: %w", ns, explain(err))
+		return err
 	}
+	defer deleteDeployment(&err)
 	name := created.Name
-	defer func() {
-		ctx, cancel := cleanupContext(ctx)
-		defer cancel()
-		derr := deployments.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
-		if derr != nil && !apierrors.IsNotFound(derr) {
-			err = errors.Join(err, fmt.Errorf("delete deployment %s: %w", name, explain(derr)))
-		}
-	}()
 	fmt.Fprintf(stdout, "  created %s\n", name)
 
 	// Subresources 2: the scale subresource is an autoscaling/v1 Scale,

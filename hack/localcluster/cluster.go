@@ -565,15 +565,10 @@ func tail(path string, n int) string {
 // resource version"). The watch demo uses resourceVersion 1 for "from
 // before an outage".
 func (c *cluster) markStart(ctx context.Context) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdURL()}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := cli.Put(ctx, "/localcluster/last-start", time.Now().UTC().Format(time.RFC3339)); err != nil {
-		return fmt.Errorf("write to etcd: %w", err)
-	}
-	return nil
+	return c.withEtcd(ctx, func(ctx context.Context, cli *clientv3.Client) error {
+		if _, err := cli.Put(ctx, "/localcluster/last-start", time.Now().UTC().Format(time.RFC3339)); err != nil {
+			return fmt.Errorf("write to etcd: %w", err)
+		}
+		return nil
+	})
 }

@@ -90,6 +90,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 // watch from an older resourceVersion is answered with 410 Gone once the API
 // server's watch cache no longer holds it either.
 func (c *cluster) compact(ctx context.Context) error {
+	return c.withEtcd(ctx, func(ctx context.Context, cli *clientv3.Client) error {
+		resp, err := cli.Get(ctx, "compact_rev_key")
+		if err != nil {
+			return fmt.Errorf("read etcd revision: %w", err)
+		}
+		rev := resp.Header.Revision
+		if _, err := cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+			return fmt.Errorf("compact etcd: %w", err)
+		}
+		fmt.Fprintf(c.out, "etcd compacted up to revision %d\n", rev)
+		return nil
+	})
+}
+
+// withEtcd runs f with a client of the cluster's etcd and a 10 s deadline.
+func (c *cluster) withEtcd(ctx context.Context, f func(context.Context, *clientv3.Client) error) error {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdURL()}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		return err
@@ -97,14 +113,5 @@ func (c *cluster) compact(ctx context.Context) error {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := cli.Get(ctx, "compact_rev_key")
-	if err != nil {
-		return fmt.Errorf("read etcd revision: %w", err)
-	}
-	rev := resp.Header.Revision
-	if _, err := cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
-		return fmt.Errorf("compact etcd: %w", err)
-	}
-	fmt.Fprintf(c.out, "etcd compacted up to revision %d\n", rev)
-	return nil
+	return f(ctx, cli)
 }
