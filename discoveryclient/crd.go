@@ -109,16 +109,26 @@ func crdAppears(ctx context.Context, config *rest.Config, stdout io.Writer) (err
 	// the new resource (apiextensions-apiserver's
 	// customresource_discovery_controller.go).
 	fmt.Fprintf(stdout, "Step 2: create CRD %s and wait until it is Established\n", widgetCRD)
-	if err := createWidgetCRD(ctx, crdClient); err != nil {
-		return err
-	}
+	// The delete is deferred before the create: a create cut short by
+	// Ctrl-C may still have reached the server, and the name is fixed, so a
+	// leftover would make the next run fail. A create the server answered
+	// with an error (403, 409 AlreadyExists) made nothing of ours to delete.
+	ours := true
 	defer func() {
+		if !ours {
+			return
+		}
 		ctx, cancel := cleanupContext(ctx)
 		defer cancel()
 		if derr := deleteWidgetCRD(ctx, crdClient); derr != nil {
 			err = errors.Join(err, derr)
 		}
 	}()
+	if err := createWidgetCRD(ctx, crdClient); err != nil {
+		var answered apierrors.APIStatus
+		ours = !errors.As(err, &answered)
+		return err
+	}
 	if err := waitEstablished(ctx, crdClient); err != nil {
 		return fmt.Errorf("wait for CRD %s to be Established: %w", widgetCRD, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8stypes "k8s.io/apimachinery/pkg/types"
@@ -131,6 +132,9 @@ func showMetadata(ctx context.Context, config *rest.Config, ns string, timeout t
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return errors.New("watch configmaps' metadata: the server closed the watch")
+			}
+			if ev.Type == watch.Error { // a *metav1.Status, e.g. 410 Gone
+				return fmt.Errorf("watch configmaps' metadata: %w", apierrors.FromObject(ev.Object))
 			}
 			obj, ok := ev.Object.(*metav1.PartialObjectMetadata)
 			if !ok {

@@ -32,7 +32,10 @@ func showKubeconfig(ctx context.Context, kube *kubeFlags, timeout time.Duration,
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
 	if len(raw.Contexts) == 0 {
-		return errors.New("no kubeconfig contexts: pass -kubeconfig or set $KUBECONFIG")
+		// RawConfig never falls back to the in-cluster config; only
+		// ClientConfig does (tools/clientcmd/merged_client_builder.go), so
+		// in a Pod without a kubeconfig there is nothing to list here.
+		return errors.New("no kubeconfig contexts (in a Pod without a kubeconfig, the loader's ClientConfig uses the in-cluster config instead): pass -kubeconfig or set $KUBECONFIG")
 	}
 	current := raw.CurrentContext
 	if kube.context != "" {
@@ -118,7 +121,7 @@ func credentialKind(u *clientcmdapi.AuthInfo) string {
 	case u.Exec != nil:
 		return "exec plugin " + u.Exec.Command + " (client-go runs it for a token or certificate)"
 	case u.AuthProvider != nil:
-		return "auth-provider " + u.AuthProvider.Name + " (removed from client-go; use an exec plugin)"
+		return "auth-provider " + u.AuthProvider.Name + " (client-go keeps only the oidc plugin, for programs that import it; gcp and azure were removed: use an exec plugin)"
 	case len(u.ClientCertificateData) > 0:
 		return "client certificate (embedded data)"
 	case u.ClientCertificate != "":
