@@ -39,15 +39,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	if *show != "" && *show != "serialization" && *show != "metadata" {
-		return usagef("-show %q: want serialization or metadata", *show)
+	if *show != "" {
+		return showTopic(ctx, *show, kube, stdout) // topics.go
 	}
 	config, ns, err := kube.load()
 	if err != nil {
 		return err
-	}
-	if *show != "" {
-		return showTopic(ctx, *show, config, ns, stdout) // topics.go
 	}
 
 	// Step 1: one client serves every resource, so it needs no scheme and

@@ -191,11 +191,10 @@ func parseArgs(args []string, stdout io.Writer) (*options, error) {
 
 // startInformers starts the factory's informers and waits until their
 // caches are filled. An informer retries a failed LIST or WATCH for ever;
-// before the first sync, any error that transient() does not call
-// transient (403, 401, 404, a bad request, ...) ends the run instead, with
-// one line. After the
-// first sync, every error is retried, as a controller must survive an API
-// server restart.
+// before the first sync, any error that transient() (scale.go) does not
+// call transient (403, 401, 404, a bad request, ...) ends the run instead,
+// with one line. After the first sync, every error is retried, as a
+// controller must survive an API server restart.
 func startInformers(ctx context.Context, cs kubernetes.Interface, factory informers.SharedInformerFactory, giveUp context.CancelCauseFunc) error {
 	// An informer never gives up, and a WatchList retries "connection
 	// refused" inside its Reflector, where the handler below does not hear
