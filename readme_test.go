@@ -93,22 +93,33 @@ func TestMakeRuns(t *testing.T) {
 }
 
 // block is one output block of a demo README: the command in its marker
-// comment, and the lines below it.
+// comment, and the lines below it. A block marked with a Kubernetes
+// version, as in
+//
+//	<!-- output: go run ./discoveryclient (Kubernetes 1.35) -->
+//
+// is what the same command prints against that version's control plane
+// (make test K8S=1.35), where it differs from 1.37's, which the unmarked
+// block shows.
 type block struct {
 	args     []string
-	start    int // byte offsets of the block's content in the README
+	version  string // "" for 1.37, the release of our client-go
+	start    int    // byte offsets of the block's content in the README
 	end      int
 	expected string
 }
 
-var marker = regexp.MustCompile("(?m)^<!-- output: go run \\./([a-z/]*[a-z])(.*?) -->\n```text\n")
+var marker = regexp.MustCompile("(?m)^<!-- output: go run \\./([a-z/]*[a-z])(.*?)(?: \\(Kubernetes (1\\.[0-9]+)\\))? -->\n```text\n")
 
-func blocks(t *testing.T, readme string, demo string) []block {
+// blocks returns the output blocks of readme that a control plane of minor
+// version server runs: each unmarked block, or in its place the block of
+// the same command marked with server's version.
+func blocks(t *testing.T, readme string, demo string, server string) []block {
 	b, err := os.ReadFile(readme)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []block
+	var all []block
 	for _, m := range marker.FindAllSubmatchIndex(b, -1) {
 		if got := string(b[m[2]:m[3]]); got != demo {
 			t.Errorf("%s has an output block for ./%s", readme, got)
@@ -118,12 +129,32 @@ func blocks(t *testing.T, readme string, demo string) []block {
 		if end < 0 {
 			t.Fatalf("%s: unterminated output block", readme)
 		}
-		out = append(out, block{
+		blk := block{
 			args:     strings.Fields(string(b[m[4]:m[5]])),
 			start:    m[1],
 			end:      m[1] + end,
 			expected: string(b[m[1] : m[1]+end]),
-		})
+		}
+		if m[6] >= 0 {
+			blk.version = string(b[m[6]:m[7]])
+		}
+		all = append(all, blk)
+	}
+	var out []block
+	for _, blk := range all {
+		if blk.version != "" {
+			if blk.version == "1.37" {
+				t.Errorf("%s: a block marked (Kubernetes 1.37): unmarked blocks are 1.37's", readme)
+			}
+			if !slices.ContainsFunc(all, func(o block) bool { return o.version == "" && slices.Equal(o.args, blk.args) }) {
+				t.Errorf("%s: the block of %q for Kubernetes %s has no unmarked block of the same command", readme, blk.args, blk.version)
+			}
+			continue
+		}
+		if i := slices.IndexFunc(all, func(o block) bool { return o.version == server && slices.Equal(o.args, blk.args) }); i >= 0 && server != "1.37" {
+			blk = all[i]
+		}
+		out = append(out, blk)
 	}
 	return out
 }
@@ -132,6 +163,8 @@ func blocks(t *testing.T, readme string, demo string) []block {
 // what it prints with the README, masking what changes from run to run.
 func TestREADMEOutput(t *testing.T) {
 	path := demotest.Kubeconfig(t)
+	_, minor := demotest.K8sVersion(t)
+	server := fmt.Sprintf("1.%d", minor)
 	bin := buildDemos(t)
 	demos := demos
 	if *only != "" {
@@ -143,7 +176,7 @@ func TestREADMEOutput(t *testing.T) {
 	}
 	for _, d := range demos {
 		readme := filepath.Join(d, "README.md")
-		bs := blocks(t, readme, d)
+		bs := blocks(t, readme, d, server)
 		if len(bs) == 0 {
 			t.Errorf("%s has no output block (<!-- output: go run ./%s -->)", readme, d)
 		}
@@ -152,7 +185,7 @@ func TestREADMEOutput(t *testing.T) {
 		zh := filepath.Join(d, "README.zh-CN.md")
 		var zhBlocks []block
 		if _, err := os.Stat(zh); err == nil {
-			zhBlocks = blocks(t, zh, d)
+			zhBlocks = blocks(t, zh, d, server)
 			if len(zhBlocks) != len(bs) {
 				t.Errorf("%s has %d output blocks, %s has %d", zh, len(zhBlocks), readme, len(bs))
 				zhBlocks = nil
@@ -161,14 +194,15 @@ func TestREADMEOutput(t *testing.T) {
 			t.Errorf("%s is missing", zh)
 		}
 		for i, b := range zhBlocks {
-			if !slices.Equal(b.args, bs[i].args) {
-				t.Errorf("%s block %d runs %q, %s runs %q", zh, i+1, b.args, readme, bs[i].args)
+			if !slices.Equal(b.args, bs[i].args) || b.version != bs[i].version {
+				t.Errorf("%s block %d runs %q (Kubernetes %q), %s runs %q (%q)", zh, i+1, b.args, b.version, readme, bs[i].args, bs[i].version)
 				zhBlocks = nil
 				break
 			}
 		}
 		text, _ := os.ReadFile(readme)
 		zhText, _ := os.ReadFile(zh)
+		var edits, zhEdits []edit
 		for i := len(bs) - 1; i >= 0; i-- {
 			b := bs[i]
 			cmd := exec.Command(filepath.Join(bin, binName(d)), b.args...)
@@ -180,10 +214,9 @@ func TestREADMEOutput(t *testing.T) {
 				continue
 			}
 			if *update {
-				text = append(text[:b.start], append(stdout.Bytes(), text[b.end:]...)...)
+				edits = append(edits, edit{b, stdout.String()})
 				if zhBlocks != nil {
-					zb := zhBlocks[i]
-					zhText = append(zhText[:zb.start], append(stdout.Bytes(), zhText[zb.end:]...)...)
+					zhEdits = append(zhEdits, edit{zhBlocks[i], stdout.String()})
 				}
 				continue
 			}
@@ -203,6 +236,7 @@ func TestREADMEOutput(t *testing.T) {
 			}
 		}
 		if *update {
+			text, zhText = apply(text, edits), apply(zhText, zhEdits)
 			if err := os.WriteFile(readme, text, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -213,6 +247,22 @@ func TestREADMEOutput(t *testing.T) {
 			}
 		}
 	}
+}
+
+// edit replaces a block's content with a new run's output (-update).
+type edit struct {
+	b   block
+	out string
+}
+
+// apply makes the edits from the end of text backwards, so that each
+// block's offsets still hold when it is replaced.
+func apply(text []byte, edits []edit) []byte {
+	slices.SortFunc(edits, func(x, y edit) int { return y.b.start - x.b.start })
+	for _, e := range edits {
+		text = append(text[:e.b.start:e.b.start], append([]byte(e.out), text[e.b.end:]...)...)
+	}
+	return text
 }
 
 // namespacedKubeconfig writes a kubeconfig whose context uses a fresh
@@ -318,5 +368,37 @@ func TestMaskKeepsWhatMatters(t *testing.T) {
 		if mask(c.a, "", false) != mask(c.b, "", false) {
 			t.Errorf("mask does not equate %q and %q", c.a, c.b)
 		}
+	}
+}
+
+// TestBlocksPickTheServersVersion: a block marked with a version stands in
+// for the unmarked block of the same command on that version only.
+func TestBlocksPickTheServersVersion(t *testing.T) {
+	readme := filepath.Join(t.TempDir(), "README.md")
+	text := "<!-- output: go run ./x -->\n```text\nA 1.37\n```\n" +
+		"<!-- output: go run ./x -v -->\n```text\nB all\n```\n" +
+		"<!-- output: go run ./x (Kubernetes 1.35) -->\n```text\nA 1.35\n```\n"
+	if err := os.WriteFile(readme, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for server, want := range map[string][]string{
+		"1.37": {"A 1.37\n", "B all\n"},
+		"1.36": {"A 1.37\n", "B all\n"},
+		"1.35": {"A 1.35\n", "B all\n"},
+	} {
+		var got []string
+		for _, b := range blocks(t, readme, "x", server) {
+			got = append(got, b.expected)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("on %s: blocks %q, want %q", server, got, want)
+		}
+	}
+	out := apply([]byte(text), []edit{
+		{blocks(t, readme, "x", "1.35")[0], "new 1.35\n"},
+		{blocks(t, readme, "x", "1.35")[1], "new B\n"},
+	})
+	if want := strings.NewReplacer("A 1.35", "new 1.35", "B all", "new B").Replace(text); string(out) != want {
+		t.Errorf("apply:\n%s\nwant\n%s", out, want)
 	}
 }

@@ -296,8 +296,9 @@ func TestDefaultModeAndCaching(t *testing.T) {
 	demotest.Kubeconfig(t)
 	cacheDir := t.TempDir()
 	out := runDemo(t, "-cache-dir", cacheDir)
+	version, minor := demotest.K8sVersion(t)
 	for _, re := range []string{
-		`Step 1: ServerVersion\n  v1\.37\.2 \(1/37, linux/amd64\)\n`,
+		`Step 1: ServerVersion\n  ` + regexp.QuoteMeta(version) + ` \(1/` + strconv.Itoa(minor) + `, linux/amd64\)\n`,
 		`Step 2: ServerGroups`,
 		`\n  "" \(core\) +/api +v1 +v1\n`,
 		`\n  autoscaling +/apis/autoscaling +v2,v1 +v2\n`,

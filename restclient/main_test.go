@@ -30,6 +30,7 @@ import (
 
 func TestRestclientDemo(t *testing.T) {
 	cs := demotest.Client(t)
+	k8sVersion, _ := demotest.K8sVersion(t)
 	ns := demotest.Namespace(t, cs, "test-restclient")
 	pods := recordPods(t, cs, ns)
 	deploys := recordDeployments(t, cs, ns)
@@ -46,7 +47,7 @@ func TestRestclientDemo(t *testing.T) {
 		"Step 3: set up the config",
 		`APIPath /api, GroupVersion v1, ContentType "" (empty means JSON), QPS 5, Burst 10, UserAgent client-go-demo-restclient`,
 		"Step 4: create the clients",
-		`"gitVersion": "v1.37.2"`,
+		`"gitVersion": "` + k8sVersion + `"`,
 		"Step 5: call the API",
 		"image registry.k8s.io/pause:3.10\n",
 		"  page 1: 2 pods, continue token present: true\n  ",
@@ -130,6 +131,7 @@ func TestRestclientDemo(t *testing.T) {
 // the DeleteCollection line removes what they made.
 func TestCurlLinesRun(t *testing.T) {
 	cs := demotest.Client(t)
+	k8sVersion, _ := demotest.K8sVersion(t)
 	ns := demotest.Namespace(t, cs, "test-restclient-curl")
 	for _, tool := range []string{"curl", "sh"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -161,7 +163,7 @@ func TestCurlLinesRun(t *testing.T) {
 	}
 
 	var version struct{ GitVersion string }
-	if err := json.Unmarshal(sh(curl("'")), &version); err != nil || version.GitVersion != "v1.37.2" {
+	if err := json.Unmarshal(sh(curl("'")), &version); err != nil || version.GitVersion != k8sVersion {
 		t.Errorf("curl /version: gitVersion %q, %v", version.GitVersion, err)
 	}
 	var created corev1.Pod

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +21,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apimachineryversion "k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-base/version"
 	nodefast "sigs.k8s.io/kwok/kustomize/stage/node/fast"
 	nodelease "sigs.k8s.io/kwok/kustomize/stage/node/heartbeat-with-lease"
 	podfast "sigs.k8s.io/kwok/kustomize/stage/pod/fast"
@@ -149,14 +152,28 @@ func (c *cluster) up(ctx context.Context) error {
 	for _, n := range startOrder {
 		_ = os.Remove(c.path(n + ".pid"))
 	}
+	// etcd's data and the certificates are made by one version; a state
+	// directory of another version is refused rather than upgraded or, worse,
+	// downgraded in place.
+	if v, err := os.ReadFile(c.path("version")); err == nil && string(v) != version.Get().GitVersion {
+		return fmt.Errorf("%s holds a Kubernetes %s control plane and this binary is %s: use the binary of that version, or 'make cluster-down K8S=%s' to remove it",
+			c.dir, v, version.Get().GitVersion, minorOf(string(v)))
+	}
 	for _, p := range []int{c.apiserverPort, c.etcdPort, c.peerPort} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
+			if dir, v := holder(p); dir != "" {
+				return fmt.Errorf("port 127.0.0.1:%d is held by the Kubernetes %s control plane in %s; stop it first ('make cluster-down K8S=%s')",
+					p, v, dir, minorOf(v))
+			}
 			return fmt.Errorf("port 127.0.0.1:%d is busy (another cluster or a leftover process?): %w", p, err)
 		}
 		l.Close()
 	}
 	if err := os.MkdirAll(c.path("logs"), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.path("version"), []byte(version.Get().GitVersion), 0o600); err != nil {
 		return err
 	}
 	if err := os.Chmod(c.dir, 0o700); err != nil {
@@ -424,6 +441,39 @@ func alive(pid int) bool {
 	return i > 0 && len(b) > i+2 && b[i+2] != 'Z'
 }
 
+// holder finds the localcluster component that serves port, from the
+// command lines in /proc, and returns its state directory (the process's
+// working directory) and the version recorded there.
+func holder(port int) (dir, version string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("component\x00")) || !bytes.Contains(b, []byte(":"+strconv.Itoa(port))) &&
+			!bytes.Contains(b, []byte("="+strconv.Itoa(port)+"\x00")) {
+			continue
+		}
+		d, err := os.Readlink(filepath.Join(filepath.Dir(p), "cwd"))
+		if err != nil {
+			continue
+		}
+		v, err := os.ReadFile(filepath.Join(d, "version"))
+		if err != nil {
+			return d, "(unknown version)"
+		}
+		return d, string(v)
+	}
+	return "", ""
+}
+
+// minorOf turns v1.36.3 into 1.36, the value of make's K8S.
+func minorOf(v string) string {
+	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
+	if len(parts) < 2 {
+		return v
+	}
+	return parts[0] + "." + parts[1]
+}
+
 func isComponent(pid int, name string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return err == nil && bytes.Contains(b, []byte("component\x00"+name+"\x00"))
@@ -493,7 +543,7 @@ func (c *cluster) restartAPIServer(ctx context.Context) error {
 // among the processes that map them, so the PSS total is what the control
 // plane as a whole holds in memory.
 func (c *cluster) status() {
-	fmt.Fprintf(c.out, "state: %s\nrunning: %v\n", c.dir, c.running())
+	fmt.Fprintf(c.out, "state: %s\nversion: %s\nrunning: %v\n", c.dir, version.Get().GitVersion, c.running())
 	var rss, pss int
 	for _, n := range c.running() {
 		r, p := memory(c.pid(n))
@@ -533,7 +583,7 @@ func (c *cluster) printAccess(ctx context.Context, took time.Duration) {
 		if cs, err := c.client(); err == nil {
 			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 			defer cancel()
-			if v, err := cs.Discovery().ServerVersionWithContext(ctx); err == nil {
+			if v, err := serverVersion(ctx, cs); err == nil {
 				version = v.GitVersion
 			}
 		}
@@ -541,6 +591,18 @@ func (c *cluster) printAccess(ctx context.Context, took time.Duration) {
 	}
 	fmt.Fprintf(c.out, "kubeconfig: %s\n", c.kubeconfig())
 	fmt.Fprintf(c.out, "  export KUBECONFIG=%s\n", c.kubeconfig())
+}
+
+// serverVersion reads /version. This file builds with the client-go of
+// each release (go.mod, go.1.36.mod, go.1.35.mod): ServerVersionWithContext
+// is new in v0.37, and ServerVersion takes no context.
+func serverVersion(ctx context.Context, cs kubernetes.Interface) (*apimachineryversion.Info, error) {
+	body, err := cs.Discovery().RESTClient().Get().AbsPath("/version").DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var v apimachineryversion.Info
+	return &v, json.Unmarshal(body, &v)
 }
 
 func tail(path string, n int) string {

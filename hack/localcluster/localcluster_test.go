@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-base/version"
 )
 
 // up starts its own executable once per component; under go test that is
@@ -66,20 +69,41 @@ func clientFor(t *testing.T, c *cluster) *kubernetes.Clientset {
 }
 
 func TestVersionAndDiscovery(t *testing.T) {
-	cs := clientFor(t, sharedCluster(t))
+	c := sharedCluster(t)
+	cs := clientFor(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	v, err := cs.Discovery().ServerVersionWithContext(ctx)
+	v, err := serverVersion(ctx, cs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.GitVersion != "v1.37.2" || v.Major != "1" || v.Minor != "37" {
-		t.Errorf("/version = %s (major %q minor %q), want v1.37.2", v.GitVersion, v.Major, v.Minor)
+	// make test links the release's version into this test binary too
+	// (-ldflags), from the go.mod it builds with: go.mod v1.37.2,
+	// go.1.36.mod v1.36.3, go.1.35.mod v1.35.4.
+	release := version.Get()
+	if !regexp.MustCompile(`^v1\.3[5-7]\.[0-9]+$`).MatchString(release.GitVersion) {
+		t.Fatalf("this test binary is version %q: build it with make's -ldflags", release.GitVersion)
 	}
-	groups, err := cs.Discovery().ServerGroupsWithContext(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if v.GitVersion != release.GitVersion || v.Major != "1" || v.Minor != release.Minor {
+		t.Errorf("/version = %s (major %q minor %q), want %s (minor %s)", v.GitVersion, v.Major, v.Minor, release.GitVersion, release.Minor)
 	}
+	if b, err := os.ReadFile(c.path("version")); err != nil || string(b) != release.GitVersion {
+		t.Errorf("state directory's version file: %q, %v; want %s", b, err, release.GitVersion)
+	}
+	// GET /api and /apis, as ServerGroups does; ServerGroupsWithContext is
+	// new in client-go v0.37 and this test builds with older ones too.
+	var core metav1.APIVersions
+	var groups metav1.APIGroupList
+	for path, into := range map[string]any{"/api": &core, "/apis": &groups} {
+		body, err := cs.Discovery().RESTClient().Get().AbsPath(path).DoRaw(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(body, into); err != nil {
+			t.Fatal(err)
+		}
+	}
+	groups.Groups = append(groups.Groups, metav1.APIGroup{Versions: []metav1.GroupVersionForDiscovery{{GroupVersion: strings.Join(core.Versions, ",")}}})
 	want := map[string]bool{"apps/v1": false, "apiextensions.k8s.io/v1": false, "v1": false}
 	for _, g := range groups.Groups {
 		for _, gv := range g.Versions {
@@ -271,14 +295,38 @@ func TestStartStopStartSameState(t *testing.T) {
 		t.Fatalf("configmap after restart: %v %v", got, err)
 	}
 
-	// A busy port is named.
+	// A busy port is named, with the control plane that holds it.
 	other := &cluster{dir: filepath.Join(t.TempDir(), "x"), apiserverPort: 27443, etcdPort: 27444, peerPort: 27445, out: &bytes.Buffer{}}
-	if err := other.up(ctx); err == nil || !strings.Contains(err.Error(), "127.0.0.1:27443 is busy") {
+	wantErr := "port 127.0.0.1:27443 is held by the Kubernetes " + version.Get().GitVersion + " control plane in " + dir +
+		"; stop it first ('make cluster-down K8S=" + minorOf(version.Get().GitVersion) + "')"
+	if err := other.up(ctx); err == nil || err.Error() != wantErr {
+		t.Errorf("up on a busy port:\n err = %v\nwant %s", err, wantErr)
+	}
+	// A port held by someone else is named too.
+	l, err := net.Listen("tcp", "127.0.0.1:27446")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	third := &cluster{dir: filepath.Join(t.TempDir(), "y"), apiserverPort: 27446, etcdPort: 27447, peerPort: 27448, out: &bytes.Buffer{}}
+	if err := third.up(ctx); err == nil || !strings.Contains(err.Error(), "127.0.0.1:27446 is busy") {
 		t.Errorf("up on a busy port: err = %v, want it to name the port", err)
 	}
 
-	// A stale, incomplete state directory is named, not a puzzle later.
+	// A state directory of another release is refused.
 	c2.stop()
+	if err := os.WriteFile(c2.path("version"), []byte("v1.34.2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.up(ctx); err == nil || !strings.Contains(err.Error(), "holds a Kubernetes v1.34.2 control plane and this binary is "+version.Get().GitVersion) ||
+		!strings.Contains(err.Error(), "make cluster-down K8S=1.34") {
+		t.Errorf("up on another release's state: err = %v", err)
+	}
+	if err := os.WriteFile(c2.path("version"), []byte(version.Get().GitVersion), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// A stale, incomplete state directory is named, not a puzzle later.
 	if err := os.Remove(c2.path("scheduler.kubeconfig")); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,9 @@
-// Command localcluster runs a real Kubernetes v1.37.2 control plane on this
-// machine, built from Go modules: embedded etcd, kube-apiserver,
+// Command localcluster runs a real Kubernetes control plane on this machine,
+// built from Go modules: embedded etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler and one fake node from kwok. It
-// needs no Docker and downloads nothing at run time.
+// needs no Docker and downloads nothing at run time. The same source builds
+// Kubernetes v1.37.2 with go.mod, v1.36.3 with -modfile=go.1.36.mod and
+// v1.35.4 with -modfile=go.1.35.mod; the Makefile's K8S variable picks one.
 //
 //	localcluster up                 start in the background, return when ready
 //	localcluster down               stop every component and remove the state

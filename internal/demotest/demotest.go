@@ -56,6 +56,22 @@ func Kubeconfig(t testing.TB) string {
 	return path
 }
 
+// K8sVersion is the Kubernetes release of the local control plane, as
+// hack/localcluster recorded it beside the kubeconfig ("v1.36.3"), and its
+// minor version (36). Tests use it to expect what that release does.
+func K8sVersion(t testing.TB) (version string, minor int) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(Kubeconfig(t)), "version"))
+	if err != nil {
+		t.Fatalf("the control plane's version: %v", err)
+	}
+	version = strings.TrimSpace(string(b))
+	if _, err := fmt.Sscanf(version, "v1.%d.", &minor); err != nil {
+		t.Fatalf("the control plane's version %q: %v", version, err)
+	}
+	return version, minor
+}
+
 // findControlPlane finds the kubeconfig and checks /readyz once per test
 // binary; every helper below calls Kubeconfig, many times per test.
 var findControlPlane = sync.OnceValues(func() (string, error) {
