@@ -93,23 +93,23 @@ func TestMakeRuns(t *testing.T) {
 }
 
 // block is one output block of a demo README: the command in its marker
-// comment, and the lines below it. A block marked with a Kubernetes
-// version, as in
+// comment, and the lines below it. A block marked with Kubernetes
+// versions, as in
 //
-//	<!-- output: go run ./discoveryclient (Kubernetes 1.35) -->
+//	<!-- output: go run ./discoveryclient (Kubernetes 1.36, 1.35) -->
 //
-// is what the same command prints against that version's control plane
+// is what the same command prints against those versions' control planes
 // (make test K8S=1.35), where it differs from 1.37's, which the unmarked
 // block shows.
 type block struct {
 	args     []string
-	version  string // "" for 1.37, the release of our client-go
-	start    int    // byte offsets of the block's content in the README
+	versions []string // none for 1.37, the release of our client-go
+	start    int      // byte offsets of the block's content in the README
 	end      int
 	expected string
 }
 
-var marker = regexp.MustCompile("(?m)^<!-- output: go run \\./([a-z/]*[a-z])(.*?)(?: \\(Kubernetes (1\\.[0-9]+)\\))? -->\n```text\n")
+var marker = regexp.MustCompile("(?m)^<!-- output: go run \\./([a-z/]*[a-z])(.*?)(?: \\(Kubernetes (1\\.[0-9]+(?:, 1\\.[0-9]+)*)\\))? -->\n```text\n")
 
 // blocks returns the output blocks of readme that a control plane of minor
 // version server runs: each unmarked block, or in its place the block of
@@ -136,22 +136,22 @@ func blocks(t *testing.T, readme string, demo string, server string) []block {
 			expected: string(b[m[1] : m[1]+end]),
 		}
 		if m[6] >= 0 {
-			blk.version = string(b[m[6]:m[7]])
+			blk.versions = strings.Split(string(b[m[6]:m[7]]), ", ")
 		}
 		all = append(all, blk)
 	}
 	var out []block
 	for _, blk := range all {
-		if blk.version != "" {
-			if blk.version == "1.37" {
+		if blk.versions != nil {
+			if slices.Contains(blk.versions, "1.37") {
 				t.Errorf("%s: a block marked (Kubernetes 1.37): unmarked blocks are 1.37's", readme)
 			}
-			if !slices.ContainsFunc(all, func(o block) bool { return o.version == "" && slices.Equal(o.args, blk.args) }) {
-				t.Errorf("%s: the block of %q for Kubernetes %s has no unmarked block of the same command", readme, blk.args, blk.version)
+			if !slices.ContainsFunc(all, func(o block) bool { return o.versions == nil && slices.Equal(o.args, blk.args) }) {
+				t.Errorf("%s: the block of %q for Kubernetes %s has no unmarked block of the same command", readme, blk.args, blk.versions)
 			}
 			continue
 		}
-		if i := slices.IndexFunc(all, func(o block) bool { return o.version == server && slices.Equal(o.args, blk.args) }); i >= 0 && server != "1.37" {
+		if i := slices.IndexFunc(all, func(o block) bool { return slices.Contains(o.versions, server) && slices.Equal(o.args, blk.args) }); i >= 0 && server != "1.37" {
 			blk = all[i]
 		}
 		out = append(out, blk)
@@ -163,7 +163,7 @@ func blocks(t *testing.T, readme string, demo string, server string) []block {
 // what it prints with the README, masking what changes from run to run.
 func TestREADMEOutput(t *testing.T) {
 	path := demotest.Kubeconfig(t)
-	_, minor := demotest.K8sVersion(t)
+	release, minor := demotest.K8sVersion(t)
 	server := fmt.Sprintf("1.%d", minor)
 	bin := buildDemos(t)
 	demos := demos
@@ -194,8 +194,8 @@ func TestREADMEOutput(t *testing.T) {
 			t.Errorf("%s is missing", zh)
 		}
 		for i, b := range zhBlocks {
-			if !slices.Equal(b.args, bs[i].args) || b.version != bs[i].version {
-				t.Errorf("%s block %d runs %q (Kubernetes %q), %s runs %q (%q)", zh, i+1, b.args, b.version, readme, bs[i].args, bs[i].version)
+			if !slices.Equal(b.args, bs[i].args) || !slices.Equal(b.versions, bs[i].versions) {
+				t.Errorf("%s block %d runs %q (Kubernetes %q), %s runs %q (%q)", zh, i+1, b.args, b.versions, readme, bs[i].args, bs[i].versions)
 				zhBlocks = nil
 				break
 			}
@@ -213,7 +213,9 @@ func TestREADMEOutput(t *testing.T) {
 				t.Errorf("go run ./%s %s: %v\n%s", d, strings.Join(b.args, " "), err, stderr.String())
 				continue
 			}
-			if *update {
+			// Against an older control plane, -update writes only the
+			// blocks marked with its version; the unmarked ones are 1.37's.
+			if *update && (b.versions != nil || minor == 37) {
 				edits = append(edits, edit{b, stdout.String()})
 				if zhBlocks != nil {
 					zhEdits = append(zhEdits, edit{zhBlocks[i], stdout.String()})
@@ -223,9 +225,9 @@ func TestREADMEOutput(t *testing.T) {
 			// Other tests create CRDs in *.example.com meanwhile; discovery
 			// output lists them.
 			dropCRDs := d == "discoveryclient"
-			got := mask(stdout.String(), ns, dropCRDs)
+			got := mask(asRelease137(stdout.String(), release), ns, dropCRDs)
 			check := func(file string, b block) {
-				if want := mask(b.expected, ns, dropCRDs); want != got {
+				if want := mask(asRelease137(b.expected, release), ns, dropCRDs); want != got {
 					t.Errorf("%s: the output of `go run ./%s %s` differs from the README (masked; -want +got):\n%s",
 						file, d, strings.Join(b.args, " "), diff(want, got))
 				}
@@ -247,6 +249,25 @@ func TestREADMEOutput(t *testing.T) {
 			}
 		}
 	}
+}
+
+// asRelease137 writes what an older control plane says about its own
+// release as 1.37.2 says it: "v1.36.3" as "v1.37.2", and the minor version
+// numbers of /version, so that a demo that only prints the server's version
+// needs no block of its own per version. Nothing else changes: a block
+// whose output differs in anything but the release number needs one.
+func asRelease137(out, release string) string {
+	var minor int
+	if _, err := fmt.Sscanf(release, "v1.%d.", &minor); err != nil || minor == 37 {
+		return out
+	}
+	return strings.NewReplacer(
+		release, "v1.37.2",
+		fmt.Sprintf("(1/%d,", minor), "(1/37,",
+		fmt.Sprintf(`"minor": "%d"`, minor), `"minor": "37"`,
+		fmt.Sprintf(`"emulationMinor": "%d"`, minor), `"emulationMinor": "37"`,
+		fmt.Sprintf(`"minCompatibilityMinor": "%d"`, minor-1), `"minCompatibilityMinor": "36"`,
+	).Replace(out)
 }
 
 // edit replaces a block's content with a new run's output (-update).
@@ -377,13 +398,14 @@ func TestBlocksPickTheServersVersion(t *testing.T) {
 	readme := filepath.Join(t.TempDir(), "README.md")
 	text := "<!-- output: go run ./x -->\n```text\nA 1.37\n```\n" +
 		"<!-- output: go run ./x -v -->\n```text\nB all\n```\n" +
-		"<!-- output: go run ./x (Kubernetes 1.35) -->\n```text\nA 1.35\n```\n"
+		"<!-- output: go run ./x (Kubernetes 1.36, 1.35) -->\n```text\nA 1.35\n```\n"
 	if err := os.WriteFile(readme, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for server, want := range map[string][]string{
 		"1.37": {"A 1.37\n", "B all\n"},
-		"1.36": {"A 1.37\n", "B all\n"},
+		"1.36": {"A 1.35\n", "B all\n"},
+		"1.34": {"A 1.37\n", "B all\n"},
 		"1.35": {"A 1.35\n", "B all\n"},
 	} {
 		var got []string

@@ -92,12 +92,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		}
 	}()
 	rctx, cancel = context.WithTimeout(ctx, requestTimeout)
-	stale, err := deployments.Get(rctx, name, metav1.GetOptions{})
+	got, err := deployments.Get(rctx, name, metav1.GetOptions{})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("get deployment %s: %w", name, explain(err))
 	}
-	fmt.Fprintf(stdout, "  created %s: resourceVersion %s, generation %d, uid %s\n", stale.Name, stale.ResourceVersion, stale.Generation, stale.UID)
+	fmt.Fprintf(stdout, "  created %s: resourceVersion %s, generation %d, uid %s\n", got.Name, got.ResourceVersion, got.Generation, got.UID)
+	// Step 4 updates from the copy Create returned: every write the
+	// controllers make comes after it. The copy Get returned can already
+	// hold the final status on a slow machine, and then nothing would
+	// conflict with it.
+	stale := created
 
 	// Step 3: a label selector is how to find what a program made; the
 	// Deployment's own selector finds the Pods that its ReplicaSet made.
@@ -110,7 +115,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	fmt.Fprintf(stdout, "  %d deployment(s) with label %s, list resourceVersion %s\n", len(list.Items), partOf, list.ResourceVersion)
 	pods := clientset.CoreV1().Pods(ns)
-	selector := metav1.FormatLabelSelector(stale.Spec.Selector)
+	selector := metav1.FormatLabelSelector(got.Spec.Selector)
 	if err := waitForPods(ctx, pods, selector, 3, *podTimeout, stdout); err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ func TestCRDAppearsCtrlC(t *testing.T) {
 // client-go returns, that the demo and kubectl carry on with the rest, and
 // logs the demo's default run for the README.
 func TestBrokenAggregatedAPI(t *testing.T) {
-	c := demotest.PrivateCluster(t, 35443)
+	c := demotest.PrivateCluster(t, 21443)
 	config, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig())
 	if err != nil {
 		t.Fatal(err)

@@ -206,7 +206,7 @@ func TestReflectorPods(t *testing.T) {
 // so this test starts a control plane of its own from the same binary, on
 // other ports, and takes it down after.
 func TestReflectorRecovery(t *testing.T) {
-	lc := demotest.PrivateCluster(t, 36443)
+	lc := demotest.PrivateCluster(t, 22443)
 	localcluster := func(cmd string) { lc.Run(t, cmd) }
 	kubeconfig := lc.Kubeconfig()
 	config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)

@@ -293,7 +293,9 @@ type Cluster struct {
 // port, etcd on port+1 and port+2, and takes it down when the test ends.
 // Without the binary it skips, or fails under make test, as Kubeconfig does.
 // Each package uses ports of its own, as make test runs some packages side
-// by side.
+// by side, and below 32768: Linux gives outgoing connections local ports
+// from 32768 to 60999 (net.ipv4.ip_local_port_range), and a port one of
+// them holds cannot be listened on. (This failed once at 39444.)
 func PrivateCluster(t testing.TB, port int) *Cluster {
 	t.Helper()
 	bin := os.Getenv("LOCALCLUSTER")

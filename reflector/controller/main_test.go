@@ -511,7 +511,7 @@ func TestControllerInterruptedCleansUp(t *testing.T) {
 // other packages' tests, so this test starts a control plane of its own
 // from the same binary, on other ports, and takes it down after.
 func TestControllerRecovery(t *testing.T) {
-	lc := demotest.PrivateCluster(t, 39443)
+	lc := demotest.PrivateCluster(t, 25443)
 	localcluster := func(cmd string) { lc.Run(t, cmd) }
 	kubeconfig := lc.Kubeconfig()
 	config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)

@@ -185,7 +185,7 @@ func (e *measuredEvents) bigAdded() int {
 var (
 	measureObjects   = flag.Int("measure.objects", 10000, "BenchmarkMeasure: ConfigMaps to create")
 	measureInformers = flag.Int("measure.informers", 10, "BenchmarkMeasure: informers that sync at once")
-	measurePort      = flag.Int("measure.port", 38543, "BenchmarkMeasure: kube-apiserver's port; etcd uses the next two")
+	measurePort      = flag.Int("measure.port", 24543, "BenchmarkMeasure: kube-apiserver's port; etcd uses the next two")
 )
 
 func BenchmarkMeasure(b *testing.B) {

@@ -38,7 +38,7 @@ import (
 // other ports.
 func TestInformerTombstone(t *testing.T) {
 	start := time.Now()
-	lc := demotest.PrivateCluster(t, 38443)
+	lc := demotest.PrivateCluster(t, 24443)
 	localcluster := func(cmd string) { lc.Run(t, cmd) }
 	t.Logf("up after %s", time.Since(start))
 	admin := lc.Kubeconfig()
@@ -48,7 +48,7 @@ func TestInformerTombstone(t *testing.T) {
 	}
 	cs := kubernetes.NewForConfigOrDie(config)
 
-	p := startProxy(t, "127.0.0.1:38443")
+	p := startProxy(t, "127.0.0.1:24443")
 	raw, err := clientcmd.LoadFromFile(admin)
 	if err != nil {
 		t.Fatal(err)

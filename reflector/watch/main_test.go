@@ -346,7 +346,7 @@ func TestWatchInterruptedCleansUp(t *testing.T) {
 // under them and compacts etcd, and checks what each does. The calls are
 // the ones the demo teaches; the log is quoted in the README.
 func TestWatchFaults(t *testing.T) {
-	lc := demotest.PrivateCluster(t, 37443)
+	lc := demotest.PrivateCluster(t, 23443)
 	localcluster := func(cmd string) {
 		t.Helper()
 		t.Logf("-> localcluster %s: %s", cmd, lc.Run(t, cmd))
