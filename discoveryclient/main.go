@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -78,6 +79,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("get server version: %w", explainDiscovery(err))
 	}
 	fmt.Fprintf(stdout, "  %s (%s/%s, %s)\n", v.GitVersion, v.Major, v.Minor, v.Platform)
+	if line := skew(v.Minor); line != "" {
+		fmt.Fprintln(stdout, "  "+line)
+	}
 
 	// Step 2: with aggregated discovery these groups arrive in the same two
 	// responses as their resources (/api and /apis); the core group has no
@@ -314,4 +318,40 @@ func explainDiscovery(err error) error {
 		return fmt.Errorf("forbidden by RBAC: this user may not read /api, /apis or /openapi, which the ClusterRole system:discovery allows (the discovery client drops the server's message: \"%w\")", err)
 	}
 	return explain(err)
+}
+
+// skew says how far the server's minor release is from the one this
+// client-go belongs to (client-go v0.37.x is Kubernetes 1.37), read from the
+// module versions Go records in the binary; "" when they match or either
+// is unknown. Some providers report a minor such as "30+".
+func skew(serverMinor string) string {
+	var server, client int
+	if _, err := fmt.Sscanf(serverMinor, "%d", &server); err != nil {
+		return ""
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var clientVersion string
+	for _, m := range info.Deps {
+		if m.Path == "k8s.io/client-go" {
+			clientVersion = m.Version
+		}
+	}
+	if _, err := fmt.Sscanf(clientVersion, "v0.%d.", &client); err != nil {
+		return ""
+	}
+	switch d := client - server; {
+	case d == 1:
+		return fmt.Sprintf("this server is 1 minor release older than client-go %s (Kubernetes 1.%d): what 1.%d added is not served",
+			clientVersion, client, client)
+	case d > 1:
+		return fmt.Sprintf("this server is %d minor releases older than client-go %s (Kubernetes 1.%d): what 1.%d to 1.%d added is not served",
+			d, clientVersion, client, server+1, client)
+	case d < 0:
+		return fmt.Sprintf("this server is %d minor release(s) newer than client-go %s (Kubernetes 1.%d): discovery lists what it added; the typed clientset has no types for it",
+			-d, clientVersion, client)
+	}
+	return ""
 }
