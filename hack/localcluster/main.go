@@ -25,6 +25,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/grpclog"
 )
 
 func main() {
@@ -37,6 +38,10 @@ func main() {
 		}
 		os.Exit(run(os.Args[3:]))
 	}
+	// The etcd client's gRPC logs a warning when it is closed while still
+	// connecting (gRPC v1.81, in the 1.36 and 1.35 builds, does after
+	// markStart); errors still show.
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, os.Stderr))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
 	stop()
