@@ -89,11 +89,11 @@ run-%: cluster-up ## Run one demo, e.g. make run-restclient ARGS='-v=6', make ru
 run-reflector/%: cluster-up
 	@KUBECONFIG=$(KUBECONFIG_LOCAL) go run ./reflector/$* $(ARGS)
 
-lint: ## gofmt, go vet and staticcheck, for both modules
+lint: ## gofmt, go vet and staticcheck, for both modules (go vet of hack/localcluster with the go.mod of K8S)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
 	go run $(STATICCHECK) ./...
-	cd hack/localcluster && go vet . && go run $(STATICCHECK) .
+	cd hack/localcluster && go vet $(MODFILE) . && go run $(STATICCHECK) .
 
 # make test starts the control plane if it is not running and stops it again
 # afterwards only if it started it. Its exit status is the tests'.

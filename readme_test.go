@@ -262,13 +262,23 @@ func asRelease137(out, release string) string {
 		return out
 	}
 	return strings.NewReplacer(
-		release, "v1.37.2",
+		release, release137,
 		fmt.Sprintf("(1/%d,", minor), "(1/37,",
 		fmt.Sprintf(`"minor": "%d"`, minor), `"minor": "37"`,
 		fmt.Sprintf(`"emulationMinor": "%d"`, minor), `"emulationMinor": "37"`,
 		fmt.Sprintf(`"minCompatibilityMinor": "%d"`, minor-1), `"minCompatibilityMinor": "36"`,
 	).Replace(out)
 }
+
+// release137 is the 1.37 patch release the unmarked blocks show: the
+// k8s.io/kubernetes that hack/localcluster/go.mod requires.
+var release137 = func() string {
+	b, _ := os.ReadFile(filepath.Join("hack", "localcluster", "go.mod"))
+	if m := regexp.MustCompile(`(?m)^\s*k8s\.io/kubernetes (v1\.37\.\d+)$`).FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return "hack/localcluster/go.mod requires no k8s.io/kubernetes v1.37"
+}()
 
 // edit replaces a block's content with a new run's output (-update).
 type edit struct {
@@ -422,5 +432,21 @@ func TestBlocksPickTheServersVersion(t *testing.T) {
 	})
 	if want := strings.NewReplacer("A 1.35", "new 1.35", "B all", "new B").Replace(text); string(out) != want {
 		t.Errorf("apply:\n%s\nwant\n%s", out, want)
+	}
+}
+
+// TestAsRelease137: only what the server says of its own release is
+// rewritten, and release137 comes from hack/localcluster/go.mod.
+func TestAsRelease137(t *testing.T) {
+	if !regexp.MustCompile(`^v1\.37\.\d+$`).MatchString(release137) {
+		t.Fatalf("release137 = %q", release137)
+	}
+	in := `v1.35.4 (1/35, linux/amd64) "minor": "35", "minCompatibilityMinor": "34" 111 resources v1.35.4`
+	want := release137 + ` (1/37, linux/amd64) "minor": "37", "minCompatibilityMinor": "36" 111 resources ` + release137
+	if got := asRelease137(in, "v1.35.4"); got != want {
+		t.Errorf("asRelease137:\n got %s\nwant %s", got, want)
+	}
+	if got := asRelease137(in, release137); got != in {
+		t.Errorf("on 1.37 asRelease137 changed %q to %q", in, got)
 	}
 }

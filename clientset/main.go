@@ -97,7 +97,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("get deployment %s: %w", name, explain(err))
 	}
-	fmt.Fprintf(stdout, "  created %s: resourceVersion %s, generation %d, uid %s\n", got.Name, got.ResourceVersion, got.Generation, got.UID)
+	fmt.Fprintf(stdout, "  created %s: resourceVersion %s, generation %d, uid %s\n", created.Name, created.ResourceVersion, created.Generation, created.UID)
+	fmt.Fprintf(stdout, "  got it back: resourceVersion %s (the controllers may have written it since)\n", got.ResourceVersion)
 	// Step 4 updates from the copy Create returned: every write the
 	// controllers make comes after it. The copy Get returned can already
 	// hold the final status on a slow machine, and then nothing would

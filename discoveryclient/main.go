@@ -337,17 +337,21 @@ func skew(serverMinor string) string {
 	for _, m := range info.Deps {
 		if m.Path == "k8s.io/client-go" {
 			clientVersion = m.Version
+			if m.Replace != nil {
+				clientVersion = m.Replace.Version
+			}
 		}
 	}
-	if _, err := fmt.Sscanf(clientVersion, "v0.%d.", &client); err != nil {
+	// A pseudo-version (v0.0.0-...) or a local replacement says nothing.
+	if _, err := fmt.Sscanf(clientVersion, "v0.%d.", &client); err != nil || client == 0 {
 		return ""
 	}
 	switch d := client - server; {
 	case d == 1:
-		return fmt.Sprintf("this server is 1 minor release older than client-go %s (Kubernetes 1.%d): what 1.%d added is not served",
+		return fmt.Sprintf("this server is 1 minor release older than client-go %s (Kubernetes 1.%d): what 1.%d added is not served by default",
 			clientVersion, client, client)
 	case d > 1:
-		return fmt.Sprintf("this server is %d minor releases older than client-go %s (Kubernetes 1.%d): what 1.%d to 1.%d added is not served",
+		return fmt.Sprintf("this server is %d minor releases older than client-go %s (Kubernetes 1.%d): what 1.%d to 1.%d added is not served by default",
 			d, clientVersion, client, server+1, client)
 	case d < 0:
 		return fmt.Sprintf("this server is %d minor release(s) newer than client-go %s (Kubernetes 1.%d): discovery lists what it added; the typed clientset has no types for it",

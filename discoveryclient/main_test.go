@@ -308,8 +308,8 @@ func TestDefaultModeAndCaching(t *testing.T) {
 	// Against an older server Step 1 says how much older; against 1.37,
 	// the release of our client-go, nothing.
 	older := map[int]string{
-		35: "  this server is 2 minor releases older than client-go v0.37.2 (Kubernetes 1.37): what 1.36 to 1.37 added is not served\n",
-		36: "  this server is 1 minor release older than client-go v0.37.2 (Kubernetes 1.37): what 1.37 added is not served\n",
+		35: "  this server is 2 minor releases older than client-go v0.37.2 (Kubernetes 1.37): what 1.36 to 1.37 added is not served by default\n",
+		36: "  this server is 1 minor release older than client-go v0.37.2 (Kubernetes 1.37): what 1.37 added is not served by default\n",
 	}[minor]
 	if strings.Contains(out, "minor release") != (older != "") || !strings.Contains(out, older) {
 		t.Errorf("Step 1 on Kubernetes 1.%d: want %q (none on 1.37):\n%s", minor, older, out)

@@ -7,6 +7,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 logs=.localcluster-matrix
 mkdir -p "$logs"
+# Every version uses the same ports: a control plane left running (make
+# cluster-up) would make the others fail to start.
+for bin in bin/localcluster bin/localcluster-1.*; do
+  [ -x "$bin" ] || continue
+  v=${bin#bin/localcluster}; v=${v#-}
+  state=.localcluster${v:+-$v}
+  if "$bin" -dir "$state" status 2>/dev/null | grep 'kube-apiserver' >/dev/null; then
+    echo "test-matrix: a control plane is running in $state; stop it first: make cluster-down${v:+ K8S=$v}" >&2
+    exit 1
+  fi
+done
 declare -A build_s test_s
 for v in "$@"; do
   log=$logs/$v.log
@@ -14,7 +25,13 @@ for v in "$@"; do
   start=$SECONDS
   # The build's progress lines go to the terminal as well as to the log.
   make --no-print-directory localcluster kubectl K8S="$v" 2>&1 | tee "$log"
+  built=${PIPESTATUS[0]}
   build_s[$v]=$((SECONDS - start))
+  if [ "$built" != 0 ]; then
+    echo "   the build of $v failed; its tests are not run"
+    test_s[$v]=0
+    continue
+  fi
   start=$SECONDS
   make --no-print-directory test-demos K8S="$v" >> "$log" 2>&1
   echo "   make test-demos K8S=$v: exit $? after $((SECONDS - start))s"

@@ -139,6 +139,9 @@ func (c *cluster) up(ctx context.Context) error {
 		if err := c.waitReady(ctx, 10*time.Second); err != nil {
 			return fmt.Errorf("every component in %s is running, but: %w; 'make cluster-down' stops them", c.dir, err)
 		}
+		if err := c.recordRunningVersion(ctx); err != nil {
+			return err
+		}
 		fmt.Fprintf(c.out, "local control plane is already running (%s)\n", c.dir)
 		c.printAccess(ctx, 0)
 		return nil
@@ -162,9 +165,11 @@ func (c *cluster) up(ctx context.Context) error {
 	for _, p := range []int{c.apiserverPort, c.etcdPort, c.peerPort} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
-			if dir, v := holder(p); dir != "" {
-				return fmt.Errorf("port 127.0.0.1:%d is held by the Kubernetes %s control plane in %s; stop it first ('make cluster-down K8S=%s')",
+			if dir, v := holder(p); dir != "" && v != "" {
+				return fmt.Errorf("port 127.0.0.1:%d is held by the Kubernetes %s control plane in %s; stop it first ('make cluster-down K8S=%s' stops it and removes its state)",
 					p, v, dir, minorOf(v))
+			} else if dir != "" {
+				return fmt.Errorf("port 127.0.0.1:%d is held by the control plane in %s; stop it first ('bin/localcluster -dir %s stop')", p, dir, dir)
 			}
 			return fmt.Errorf("port 127.0.0.1:%d is busy (another cluster or a leftover process?): %w", p, err)
 		}
@@ -441,6 +446,31 @@ func alive(pid int) bool {
 	return i > 0 && len(b) > i+2 && b[i+2] != 'Z'
 }
 
+// recordRunningVersion asks a running control plane for its version and
+// writes it to the state directory when the file is missing (a control
+// plane started before there was one); the tests read it. A control plane
+// of another release than this binary is an error, as for a stopped one.
+func (c *cluster) recordRunningVersion(ctx context.Context) error {
+	cs, err := c.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	v, err := serverVersion(ctx, cs)
+	if err != nil {
+		return fmt.Errorf("read /version: %w", err)
+	}
+	if mine := version.Get().GitVersion; strings.HasPrefix(mine, "v1.") && v.GitVersion != mine {
+		return fmt.Errorf("%s runs a Kubernetes %s control plane and this binary is %s: use the binary of that version, or 'make cluster-down K8S=%s' to remove it",
+			c.dir, v.GitVersion, mine, minorOf(v.GitVersion))
+	}
+	if _, err := os.Stat(c.path("version")); errors.Is(err, os.ErrNotExist) {
+		return os.WriteFile(c.path("version"), []byte(v.GitVersion), 0o600)
+	}
+	return nil
+}
+
 // holder finds the localcluster component that serves port, from the
 // command lines in /proc, and returns its state directory (the process's
 // working directory) and the version recorded there.
@@ -456,10 +486,7 @@ func holder(port int) (dir, version string) {
 		if err != nil {
 			continue
 		}
-		v, err := os.ReadFile(filepath.Join(d, "version"))
-		if err != nil {
-			return d, "(unknown version)"
-		}
+		v, _ := os.ReadFile(filepath.Join(d, "version"))
 		return d, string(v)
 	}
 	return "", ""

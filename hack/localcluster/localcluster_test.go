@@ -295,10 +295,22 @@ func TestStartStopStartSameState(t *testing.T) {
 		t.Fatalf("configmap after restart: %v %v", got, err)
 	}
 
+	// A running control plane started before there was a version file
+	// gets one from its /version.
+	if err := os.Remove(c2.path("version")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.up(ctx); err != nil {
+		t.Fatalf("up on a running control plane: %v", err)
+	}
+	if b, err := os.ReadFile(c2.path("version")); err != nil || string(b) != version.Get().GitVersion {
+		t.Errorf("version file of a running control plane: %q, %v; want %s", b, err, version.Get().GitVersion)
+	}
+
 	// A busy port is named, with the control plane that holds it.
 	other := &cluster{dir: filepath.Join(t.TempDir(), "x"), apiserverPort: 27443, etcdPort: 27444, peerPort: 27445, out: &bytes.Buffer{}}
 	wantErr := "port 127.0.0.1:27443 is held by the Kubernetes " + version.Get().GitVersion + " control plane in " + dir +
-		"; stop it first ('make cluster-down K8S=" + minorOf(version.Get().GitVersion) + "')"
+		"; stop it first ('make cluster-down K8S=" + minorOf(version.Get().GitVersion) + "' stops it and removes its state)"
 	if err := other.up(ctx); err == nil || err.Error() != wantErr {
 		t.Errorf("up on a busy port:\n err = %v\nwant %s", err, wantErr)
 	}
