@@ -99,11 +99,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	fmt.Fprintf(stdout, "  created %s: resourceVersion %s, generation %d, uid %s\n", created.Name, created.ResourceVersion, created.Generation, created.UID)
 	fmt.Fprintf(stdout, "  got it back: resourceVersion %s (the controllers may have written it since)\n", got.ResourceVersion)
-	// Step 4 updates from the copy Create returned: every write the
-	// controllers make comes after it. The copy Get returned can already
-	// hold the final status on a slow machine, and then nothing would
-	// conflict with it.
-	stale := created
 
 	// Step 3: a label selector is how to find what a program made; the
 	// Deployment's own selector finds the Pods that its ReplicaSet made.
@@ -122,9 +117,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 
 	// Step 4: every write carries the resourceVersion it was based on, and
-	// the deployment controller writes the status (3 ready) since we read
-	// `stale`, so the server refuses to let our old copy overwrite it. The
+	// the deployment controller writes the status (3 ready) after Create
+	// returned `stale`, so the server refuses to let our old copy overwrite
+	// it. (Get's copy can already hold that status on a busy machine.) The
 	// Pods run before that write, so wait for it rather than race it.
+	stale := created
 	fmt.Fprintln(stdout, "Step 4: an update from a stale read gets 409 Conflict; RetryOnConflict scales 3 -> 1")
 	if err := waitForReadyReplicas(ctx, deployments, name, 3, *podTimeout); err != nil {
 		return err
