@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"client-go-demo/internal/demotest"
 )
@@ -87,10 +86,7 @@ func TestCRDAppearsCtrlC(t *testing.T) {
 // logs the demo's default run for the README.
 func TestBrokenAggregatedAPI(t *testing.T) {
 	c := demotest.PrivateCluster(t, 21443)
-	config, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	config := c.Config(t)
 	ctx := context.Background()
 	gv := schema.GroupVersion{Group: "broken.discovery-demo.example.com", Version: "v1"}
 
@@ -186,7 +182,7 @@ func TestBrokenAggregatedAPI(t *testing.T) {
 	// -api-resources behaves as kubectl api-resources with legacy
 	// discovery: the table, then the error.
 	out.Reset()
-	err = run(ctx, []string{"-kubeconfig", c.Kubeconfig(), "-api-resources"}, &out)
+	err := run(ctx, []string{"-kubeconfig", c.Kubeconfig(), "-api-resources"}, &out)
 	if !discovery.IsGroupDiscoveryFailedError(err) || !strings.Contains(out.String(), "\npods ") {
 		t.Errorf("-api-resources: err = %v, want the table and a partial discovery error:\n%s", err, out.String())
 	}

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"client-go-demo/internal/demotest"
 )
@@ -207,13 +206,8 @@ func TestReflectorPods(t *testing.T) {
 // other ports, and takes it down after.
 func TestReflectorRecovery(t *testing.T) {
 	lc := demotest.PrivateCluster(t, 22443)
-	localcluster := func(cmd string) { lc.Run(t, cmd) }
 	kubeconfig := lc.Kubeconfig()
-	config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := kubernetes.NewForConfigOrDie(config)
+	cs := lc.Client(t)
 
 	// -watch-only runs until its context is cancelled, like Ctrl-C; the
 	// test cancels once the Reflector has caught up, however long the
@@ -228,8 +222,8 @@ func TestReflectorRecovery(t *testing.T) {
 	demotest.WaitFor(t, 30*time.Second, "the demo to start watching", func() bool {
 		return strings.Contains(out.String(), "watching until Ctrl-C")
 	})
-	localcluster("restart-apiserver")
-	localcluster("compact")
+	lc.Run(t, "restart-apiserver")
+	lc.Run(t, "compact")
 	cm, err := cs.CoreV1().ConfigMaps("default").Create(context.Background(),
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "made-after-restart"}}, metav1.CreateOptions{})
 	if err != nil {

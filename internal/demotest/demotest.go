@@ -338,6 +338,22 @@ func (c *Cluster) Dir() string { return c.dir }
 // Kubeconfig is the cluster's admin kubeconfig.
 func (c *Cluster) Kubeconfig() string { return filepath.Join(c.dir, "admin.kubeconfig") }
 
+// Config is the cluster's admin rest.Config, as Config is the shared one's.
+func (c *Cluster) Config(t testing.TB) *rest.Config {
+	t.Helper()
+	config, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config
+}
+
+// Client is a clientset for the cluster, as Client is for the shared one.
+func (c *Cluster) Client(t testing.TB) *kubernetes.Clientset {
+	t.Helper()
+	return kubernetes.NewForConfigOrDie(c.Config(t))
+}
+
 // moduleRoot is the directory of this repository's go.mod.
 func moduleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()

@@ -512,13 +512,8 @@ func TestControllerInterruptedCleansUp(t *testing.T) {
 // from the same binary, on other ports, and takes it down after.
 func TestControllerRecovery(t *testing.T) {
 	lc := demotest.PrivateCluster(t, 25443)
-	localcluster := func(cmd string) { lc.Run(t, cmd) }
 	kubeconfig := lc.Kubeconfig()
-	config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := kubernetes.NewForConfigOrDie(config)
+	cs := lc.Client(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := &demotest.Output{}
@@ -531,8 +526,8 @@ func TestControllerRecovery(t *testing.T) {
 		waitForOwnedService(t, cs, "default", d)
 	}
 
-	localcluster("restart-apiserver")
-	localcluster("compact")
+	lc.Run(t, "restart-apiserver")
+	lc.Run(t, "compact")
 	// Right after the restart, while the informers reconnect: a new
 	// labelled Deployment, a label removed, a Service deleted by hand.
 	ds = append(ds, createDeployment(t, cs, "default", true))

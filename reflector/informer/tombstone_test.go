@@ -13,7 +13,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -39,14 +38,9 @@ import (
 func TestInformerTombstone(t *testing.T) {
 	start := time.Now()
 	lc := demotest.PrivateCluster(t, 24443)
-	localcluster := func(cmd string) { lc.Run(t, cmd) }
 	t.Logf("up after %s", time.Since(start))
 	admin := lc.Kubeconfig()
-	config, err := clientcmd.BuildConfigFromFlags("", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := kubernetes.NewForConfigOrDie(config)
+	cs := lc.Client(t)
 
 	p := startProxy(t, "127.0.0.1:24443")
 	raw, err := clientcmd.LoadFromFile(admin)
@@ -80,8 +74,8 @@ func TestInformerTombstone(t *testing.T) {
 	if err := cs.CoreV1().ConfigMaps(ns).Delete(context.Background(), victim, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	localcluster("restart-apiserver")
-	localcluster("compact")
+	lc.Run(t, "restart-apiserver")
+	lc.Run(t, "compact")
 	p.heal()
 	t.Logf("healed after %s", time.Since(start))
 

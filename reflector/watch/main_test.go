@@ -27,7 +27,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/klog/v2"
 
@@ -351,11 +350,7 @@ func TestWatchFaults(t *testing.T) {
 		t.Helper()
 		t.Logf("-> localcluster %s: %s", cmd, lc.Run(t, cmd))
 	}
-	config, err := clientcmd.BuildConfigFromFlags("", lc.Kubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := kubernetes.NewForConfigOrDie(config)
+	cs := lc.Client(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// What the RetryWatcher logs (klog.FromContext) goes to the test's log.
