@@ -159,8 +159,7 @@ func (c *cluster) up(ctx context.Context) error {
 	// directory of another version is refused rather than upgraded or, worse,
 	// downgraded in place.
 	if v, err := os.ReadFile(c.path("version")); err == nil && string(v) != version.Get().GitVersion {
-		return fmt.Errorf("%s holds a Kubernetes %s control plane and this binary is %s: use the binary of that version, or 'make cluster-down K8S=%s' to remove it",
-			c.dir, v, version.Get().GitVersion, minorOf(string(v)))
+		return c.otherRelease(string(v))
 	}
 	for _, p := range []int{c.apiserverPort, c.etcdPort, c.peerPort} {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
@@ -462,13 +461,19 @@ func (c *cluster) recordRunningVersion(ctx context.Context) error {
 		return fmt.Errorf("read /version: %w", err)
 	}
 	if mine := version.Get().GitVersion; strings.HasPrefix(mine, "v1.") && v.GitVersion != mine {
-		return fmt.Errorf("%s runs a Kubernetes %s control plane and this binary is %s: use the binary of that version, or 'make cluster-down K8S=%s' to remove it",
-			c.dir, v.GitVersion, mine, minorOf(v.GitVersion))
+		return c.otherRelease(v.GitVersion)
 	}
 	if _, err := os.Stat(c.path("version")); errors.Is(err, os.ErrNotExist) {
 		return os.WriteFile(c.path("version"), []byte(v.GitVersion), 0o600)
 	}
 	return nil
+}
+
+// otherRelease refuses a control plane, stopped or running, of another
+// release than this binary's.
+func (c *cluster) otherRelease(theirs string) error {
+	return fmt.Errorf("%s holds a Kubernetes %s control plane and this binary is %s: use the binary of that version, or 'make cluster-down K8S=%s' to remove it",
+		c.dir, theirs, version.Get().GitVersion, minorOf(theirs))
 }
 
 // holder finds the localcluster component that serves port, from the
